@@ -1,0 +1,1 @@
+"""Caption quality metrics (BLEU, METEOR, ROUGE, CIDEr-D, model-based ones when available)."""

@@ -1,0 +1,1 @@
+"""Review storage (SQLite, edit history) and CSV export."""
