@@ -141,7 +141,7 @@ def _open(data: bytes, label: str, config: LoaderConfig) -> Image.Image:
 
 def _not_an_image_message(data: bytes, label: str) -> str:
     suffix = Path(label).suffix
-    named = f" although its name ends in {suffix}" if suffix else ""
+    named = f", although its name ends in {suffix}" if suffix.lower() in IMAGE_SUFFIXES else ""
     if _is_text(data[:4096]):
         return f"'{label}' is a text file, not an image{named}."
     return f"'{label}' is not an image in a format medcap can read ({READABLE_FORMATS}){named}."
