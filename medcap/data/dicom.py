@@ -75,7 +75,9 @@ def _parse(data: bytes, label: str) -> Dataset:
         raise ImageLoadError(
             f"'{label}' is not a readable DICOM file: its header is damaged ({type(exc).__name__})."
         ) from exc
-    if not has_preamble and not any(tag.group in (0x0008, 0x0028) for tag in ds.keys()):
+    if not any(tag.group in (0x0008, 0x0028) for tag in ds.keys()):
+        if has_preamble:
+            raise ImageLoadError(f"'{label}' starts like a DICOM file but holds no readable DICOM data.")
         raise ImageLoadError(f"'{label}' is not a DICOM file: no DICOM header was found in it.")
     return ds
 
@@ -220,6 +222,8 @@ def _metadata(ds: Dataset, uid: UID, frames: int, index: int, window: str | None
     metadata: dict[str, str] = {}
     for field in METADATA_FIELDS:
         text = _clean(ds.get(field.keyword))
+        if text and field.numeric:
+            text = _number_text(text)
         if text:
             metadata[field.key] = text
     if ds.get("Rows") and ds.get("Columns"):
@@ -237,6 +241,13 @@ def _metadata(ds: Dataset, uid: UID, frames: int, index: int, window: str | None
     if sop:
         metadata["sop_class"] = sop
     return metadata
+
+
+def _number_text(text: str) -> str:
+    try:
+        return f"{float(text):g}"
+    except ValueError:
+        return text
 
 
 def _clean(value: object) -> str:

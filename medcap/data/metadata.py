@@ -14,6 +14,7 @@ class MetadataField:
     key: str
     keyword: str
     label: str
+    numeric: bool = False  # decimal strings such as "5.000000" are shown as "5"
 
 
 # The only tags ever read into metadata. Nothing here identifies a patient or an institution.
@@ -24,7 +25,7 @@ METADATA_FIELDS: tuple[MetadataField, ...] = (
     MetadataField("series_description", "SeriesDescription", "Series description"),
     MetadataField("view_position", "ViewPosition", "View position"),
     MetadataField("photometric_interpretation", "PhotometricInterpretation", "Photometric interpretation"),
-    MetadataField("slice_thickness_mm", "SliceThickness", "Slice thickness (mm)"),
+    MetadataField("slice_thickness_mm", "SliceThickness", "Slice thickness (mm)", numeric=True),
 )
 
 # Labels for every metadata key load_dicom can produce, in display order.
