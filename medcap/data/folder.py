@@ -20,6 +20,12 @@ def has_images(root: Path) -> bool:
 
 
 def iter_folder_records(root: Path, split: str | None) -> Iterator[Record]:
+    """Check the folder now (empty, splits, duplicate ids, captions.csv), then yield lazily."""
+    selected, chosen, captions, ids = _plan(root, split)
+    return _records(selected, chosen, captions, ids)
+
+
+def _plan(root: Path, split: str | None):
     files = list(_image_files(root))
     if not files:
         raise DataSourceError(
@@ -43,6 +49,10 @@ def iter_folder_records(root: Path, split: str | None) -> Iterator[Record]:
     selected = files if chosen is None else by_split[chosen]
     captions = _read_captions(root, chosen)
     ids = _unique_ids(selected, root, chosen)
+    return selected, chosen, captions, ids
+
+
+def _records(selected: list[Path], chosen: str | None, captions, ids: dict[Path, str]) -> Iterator[Record]:
     for path in selected:
         image_id = ids[path]
         caption, cuis = captions.get(image_id, (None, ()))

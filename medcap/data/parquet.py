@@ -43,11 +43,17 @@ def parquet_files_for(root: Path, split: str | None) -> list[tuple[Path, str | N
 def iter_parquet_records(
     files: list[tuple[Path, str | None]], config: SourceConfig = DEFAULT_SOURCE_CONFIG
 ) -> Iterator[Record]:
-    for path, split in files:
-        yield from _iter_file(path, split, config)
+    """Check every file's footer and schema now (cheap), then stream the rows lazily."""
+    opened = [(path, split, _open(path)) for path, split in files]
+    return _iter_files(opened, config)
 
 
-def _iter_file(path: Path, split: str | None, config: SourceConfig) -> Iterator[Record]:
+def _iter_files(opened, config: SourceConfig) -> Iterator[Record]:
+    for path, split, parquet in opened:
+        yield from _iter_file(path, split, parquet, config)
+
+
+def _open(path: Path) -> pq.ParquetFile:
     try:
         parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as exc:
@@ -58,7 +64,11 @@ def _iter_file(path: Path, split: str | None, config: SourceConfig) -> Iterator[
             f"'{path}' has no 'image' column (columns: {', '.join(names) or 'none'}); "
             f"expected the ROCOv2 columns {', '.join(ROCOV2_COLUMNS)}."
         )
-    columns = [c for c in ROCOV2_COLUMNS if c in names]
+    return parquet
+
+
+def _iter_file(path: Path, split: str | None, parquet: pq.ParquetFile, config: SourceConfig) -> Iterator[Record]:
+    columns = [c for c in ROCOV2_COLUMNS if c in parquet.schema_arrow.names]
     row_number = 0
     batches = parquet.iter_batches(batch_size=config.parquet_batch_rows, columns=columns)
     while True:
