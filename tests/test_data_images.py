@@ -220,3 +220,19 @@ def test_bytes_without_name_are_labelled_in_messages():
     with pytest.raises(ImageLoadError) as caught:
         load_image(b"")
     assert str(caught.value) == "'uploaded data' is empty (0 bytes): there is no image in it."
+
+
+def test_every_example_asset_loads_and_stays_small():
+    from pathlib import Path
+
+    folder = Path(__file__).resolve().parents[1] / "assets" / "examples"
+    examples = sorted(p for p in folder.iterdir() if p.suffix in (".dcm", ".png", ".jpg"))
+    assert [p.name for p in examples] == [
+        "CT_small.dcm", "MR_small.dcm", "ct_small_soft_tissue.png", "examples_jpeg2k.dcm", "examples_overlay.dcm",
+    ]
+    for path in examples:
+        assert path.stat().st_size < 1_000_000
+        loaded = load_image(path)
+        assert loaded.image.mode == "RGB" and min(loaded.image.size) >= 32
+    png = load_image(folder / "ct_small_soft_tissue.png")
+    assert np.array_equal(np.asarray(png.display), np.asarray(load_image(folder / "CT_small.dcm").display))

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -123,10 +122,10 @@ def _load_raster(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
 
 def _open(data: bytes, label: str, config: LoaderConfig) -> Image.Image:
     try:
-        with warnings.catch_warnings():
-            # Our own max_pixels check below decides; Pillow's warning would only add noise.
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
+        # Pillow warns above 89 MP and raises above 179 MP; our own max_pixels check (64 MP by
+        # default) runs right after this and decides. No warnings filter here: changing it is
+        # not thread-safe and images are decoded in a prefetch thread.
+        return Image.open(io.BytesIO(data))
     except Image.DecompressionBombError as exc:
         match = _PIL_BOMB_PIXELS.search(str(exc))
         pixels = int(match.group(1)) if match else config.max_pixels + 1
