@@ -205,6 +205,13 @@ def test_missing_path(tmp_path):
     assert str(caught.value) == f"'{tmp_path / 'no' / 'such' / 'folder'}' does not exist."
 
 
+def test_missing_relative_parquet_is_not_mistaken_for_a_hub_id(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataSourceError) as caught:
+        iter_records("data/test.parquet")
+    assert str(caught.value) == "'data/test.parquet' does not exist."
+
+
 def test_two_files_with_the_same_stem(tmp_path):
     folder = write_image_folder(tmp_path / "dup", {"a.png": gray_png(), "a.jpg": rgb_jpeg()})
     with pytest.raises(DataSourceError) as caught:
@@ -236,8 +243,8 @@ def test_hub_in_offline_mode(monkeypatch):
     with pytest.raises(DataSourceError) as caught:
         iter_records("eltorio/ROCOv2-radiology", split="test", limit=5)
     assert str(caught.value) == (
-        "Cannot stream 'eltorio/ROCOv2-radiology' from the Hugging Face hub: offline mode is on "
-        "(HF_HUB_OFFLINE=1). " + HINT
+        "No local file or folder 'eltorio/ROCOv2-radiology' exists, and it cannot be streamed from the "
+        "Hugging Face hub: offline mode is on (HF_HUB_OFFLINE=1). " + HINT
     )
 
 
@@ -248,8 +255,8 @@ def test_hub_unreachable(monkeypatch):
     with pytest.raises(DataSourceError) as caught:
         iter_records("eltorio/ROCOv2-radiology", split="test")
     assert str(caught.value) == (
-        "Cannot stream 'eltorio/ROCOv2-radiology' from the Hugging Face hub: the hub is unreachable "
-        "(127.0.0.1:9: Connection refused). " + HINT
+        "No local file or folder 'eltorio/ROCOv2-radiology' exists, and it cannot be streamed from the "
+        "Hugging Face hub: the hub is unreachable (127.0.0.1:9: Connection refused). " + HINT
     )
 
 
@@ -257,8 +264,8 @@ def test_hub_needs_a_split():
     with pytest.raises(DataSourceError) as caught:
         iter_records("eltorio/ROCOv2-radiology")
     assert str(caught.value) == (
-        "Choose a split to stream from 'eltorio/ROCOv2-radiology' (ROCOv2 has train, validation and test): "
-        "--split test / split='test'."
+        "No local file or folder 'eltorio/ROCOv2-radiology' exists; to stream it from the Hugging Face "
+        "hub, choose a split (ROCOv2 has train, validation and test): --split test / split='test'."
     )
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlparse
 
 from medcap.data.config import DEFAULT_SOURCE_CONFIG, SourceConfig
 from medcap.data.errors import DataSourceError
+from medcap.data.images import IMAGE_SUFFIXES
 from medcap.data.items import Record
 from medcap.data.rows import record_from_row
 
@@ -23,8 +24,12 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 _TRUE = {"1", "true", "yes", "on"}
 
 
+_FILE_SUFFIXES = (".parquet", ".csv", ".zip", ".tar", ".gz") + IMAGE_SUFFIXES
+
+
 def looks_like_hub_id(text: str) -> bool:
-    return bool(HUB_ID.match(text))
+    """"owner/name", but not something that is evidently a (missing) local file."""
+    return bool(HUB_ID.match(text)) and not text.lower().endswith(_FILE_SUFFIXES)
 
 
 def local_copy_hint(dataset_id: str, split: str) -> str:
@@ -40,13 +45,14 @@ def iter_hub_records(
 ) -> Iterator[Record]:
     if not split:
         raise DataSourceError(
-            f"Choose a split to stream from '{dataset_id}' (ROCOv2 has train, validation and test): "
-            "--split test / split='test'."
+            f"No local file or folder '{dataset_id}' exists; to stream it from the Hugging Face hub, "
+            "choose a split (ROCOv2 has train, validation and test): --split test / split='test'."
         )
     problem = _offline_reason(config)
     if problem:
         raise DataSourceError(
-            f"Cannot stream '{dataset_id}' from the Hugging Face hub: {problem}. "
+            f"No local file or folder '{dataset_id}' exists, and it cannot be streamed from the "
+            f"Hugging Face hub: {problem}. "
             + local_copy_hint(dataset_id, split)
         )
     try:
