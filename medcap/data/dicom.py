@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
+
 import numpy as np
 import pydicom
 from PIL import Image
@@ -43,7 +45,10 @@ def load_dicom(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     _require_pixel_data(ds, label)
     transfer_syntax = _transfer_syntax(ds)
     _require_decoder(transfer_syntax, label)
-    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    try:
+        rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    except (TypeError, ValueError) as exc:
+        raise ImageLoadError(f"'{label}' has an invalid image size in its DICOM header.") from exc
     if rows * columns > config.max_pixels:
         raise ImageLoadError(bomb_message(label, rows * columns, config, (columns, rows)))
     frames = _frame_count(ds)
@@ -207,11 +212,10 @@ def _grayscale(ds: Dataset, frame: np.ndarray, config: LoaderConfig) -> tuple[np
 def _first_number(value: object) -> float | None:
     if value is None or value == "":
         return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "__getitem__") and not isinstance(value, str):
-        try:
-            value = value[0]  # type: ignore[index]
-        except (IndexError, TypeError):
+    if isinstance(value, Sequence) and not isinstance(value, str):  # MultiValue: several windows
+        if not value:
             return None
+        value = value[0]
     try:
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError):
