@@ -1,0 +1,54 @@
+"""Numeric helpers that turn decoded pixel arrays into 8-bit pictures."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image
+
+
+def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
+    """Map the array's own min..max linearly onto 0..255 (a constant array becomes 0).
+
+    Used where the file carries no display window: 16-bit PNGs and DICOM frames without one.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    low, high = float(values.min()), float(values.max())
+    if high <= low:
+        return np.zeros(values.shape, dtype=np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
+def window_to_uint8(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """Apply a linear VOI window as defined in DICOM PS3.3 C.11.2.1.2.1, output 0..255."""
+    values = np.asarray(values, dtype=np.float64)
+    if width <= 1:
+        return np.where(values > center - 0.5, 255, 0).astype(np.uint8)
+    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    lower = center - 0.5 - (width - 1) / 2
+    upper = center - 0.5 + (width - 1) / 2
+    out = np.where(values <= lower, 0.0, np.where(values > upper, 255.0, scaled))
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def scale_to_bits(values: np.ndarray, bits: int) -> np.ndarray:
+    """Rescale an unsigned array with `bits` significant bits onto 0..255."""
+    if bits <= 8:
+        return np.asarray(values).astype(np.uint8)
+    top = float((1 << bits) - 1)
+    return np.round(np.clip(np.asarray(values, dtype=np.float64), 0, top) * (255.0 / top)).astype(np.uint8)
+
+
+def upscale_small(image: Image.Image, min_side: int) -> Image.Image:
+    """Repeat pixels by an integer factor until the shorter side is at least `min_side`."""
+    shorter = min(image.size)
+    if shorter >= min_side:
+        return image
+    factor = math.ceil(min_side / shorter)
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+def model_image(display: Image.Image, min_side: int) -> Image.Image:
+    """The RGB, not-too-small picture a captioner receives, derived from the display picture."""
+    return upscale_small(display.convert("RGB"), min_side)
