@@ -31,8 +31,8 @@ class BertScorer:
     def _encode(self, sentence: str) -> list[int]:
         """bert_score.utils.sent_encode: strip, special tokens, truncate to the model maximum."""
         sentence = sentence.strip()
-        if not sentence:
-            return self._tokenizer.build_inputs_with_special_tokens([])
+        if not sentence:  # bert-score's build_inputs_with_special_tokens([]) (gone in transformers 5)
+            return self._tokenizer.encode("", add_special_tokens=True)
         return self._tokenizer.encode(
             sentence, add_special_tokens=True, max_length=self._tokenizer.model_max_length, truncation=True
         )

@@ -11,6 +11,7 @@ Files are copied, not linked: nltk 3.10 refuses corpora reached through a symlin
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 import shutil
@@ -84,7 +85,14 @@ def build_nltk_wordnet(source: Path, nltk_data_dir: Path) -> Path:
 
 
 def load_wordnet(cache_dir: Path):
-    """Return nltk's WordNet reader, preparing the corpus under `cache_dir` when nltk lacks it."""
+    """Return nltk's WordNet reader, preparing the corpus under `cache_dir` when nltk lacks it.
+
+    Readers are cached per folder: opening one reads the index files (seconds)."""
+    return _load_wordnet(str(cache_dir))
+
+
+@functools.lru_cache(maxsize=None)
+def _load_wordnet(cache_dir: str):
     import nltk
     from nltk.corpus.reader.wordnet import WordNetCorpusReader
 
