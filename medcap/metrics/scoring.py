@@ -33,10 +33,17 @@ def _meteor_scorer(config: MetricsConfig) -> MeteorScorer:
 
 
 def _bert_scorer(config: MetricsConfig) -> BertScorer:
+    """Loaded once; a missing model is remembered too, so each model's table doesn't retry it."""
     key = ("bertscore", config.bertscore)
     if key not in _scorer_cache:
-        _scorer_cache[key] = BertScorer(config.bertscore)
-    return _scorer_cache[key]
+        try:
+            _scorer_cache[key] = BertScorer(config.bertscore)
+        except MetricUnavailable as exc:
+            _scorer_cache[key] = exc
+    scorer = _scorer_cache[key]
+    if isinstance(scorer, MetricUnavailable):
+        raise scorer
+    return scorer
 
 
 def _rouge_stemmer(config: MetricsConfig):
