@@ -18,13 +18,11 @@ import numpy as np
 from medcap.metrics.ngrams import NGramCounts
 
 
-def _tfidf(counts: NGramCounts, document_frequency: Counter, log_corpus_size: float):
+def _tfidf(counts: NGramCounts, idf: dict, unseen_idf: float):
+    """pycocoevalcap's counts2vec: tf * (log N - log max(1, df)) per n-gram, norms, bigram count."""
     vectors, norms = [], []
     for counter in counts:
-        vector = {
-            gram: float(tf) * (log_corpus_size - math.log(max(1.0, document_frequency.get(gram, 0))))
-            for gram, tf in counter.items()
-        }
+        vector = {gram: float(tf) * idf.get(gram, unseen_idf) for gram, tf in counter.items()}
         vectors.append(vector)
         norms.append(math.sqrt(sum(value * value for value in vector.values())))
     length = sum(counts[1].values()) if len(counts) > 1 else 0
@@ -43,11 +41,15 @@ def cider_d_scores(
         for counter in ref:
             document_frequency.update(counter.keys())
     log_corpus_size = math.log(float(pairs))
+    idf = {gram: log_corpus_size - math.log(max(1.0, df)) for gram, df in document_frequency.items()}
+    reference_vectors: dict[int, tuple] = {}
     two_sigma_squared = 2 * sigma**2
     scores = np.zeros(pairs)
     for row, (cand, ref) in enumerate(zip(candidate_ngrams, reference_ngrams)):
-        vec_hyp, norm_hyp, len_hyp = _tfidf(cand, document_frequency, log_corpus_size)
-        vec_ref, norm_ref, len_ref = _tfidf(ref, document_frequency, log_corpus_size)
+        vec_hyp, norm_hyp, len_hyp = _tfidf(cand, idf, log_corpus_size)
+        if id(ref) not in reference_vectors:  # the same reference caption object is vectorised once
+            reference_vectors[id(ref)] = _tfidf(ref, idf, log_corpus_size)
+        vec_ref, norm_ref, len_ref = reference_vectors[id(ref)]
         penalty = np.e ** (-(float(len_hyp - len_ref) ** 2) / two_sigma_squared)
         total = 0.0
         for n, (hyp_n, ref_n) in enumerate(zip(vec_hyp, vec_ref)):

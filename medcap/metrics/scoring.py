@@ -90,7 +90,15 @@ class _Pairs:
         if self._ngrams is None:
             max_n = max(self.config.bleu.max_n, self.config.cider.max_n)
             cand, ref = self.coco_tokens
-            self._ngrams = ([ngram_counts(t, max_n) for t in cand], [ngram_counts(t, max_n) for t in ref])
+            cache: dict[tuple, list] = {}
+
+            def counts(tokens: list[str]):
+                key = tuple(tokens)
+                if key not in cache:
+                    cache[key] = ngram_counts(tokens, max_n)
+                return cache[key]
+
+            self._ngrams = ([counts(t) for t in cand], [counts(t) for t in ref])
         return self._ngrams
 
 
@@ -109,7 +117,9 @@ def _bleu(pairs: _Pairs) -> tuple[dict[str, np.ndarray], dict[str, float]]:
 def _cider(pairs: _Pairs) -> np.ndarray:
     cand_ngrams, ref_ngrams = pairs.ngrams
     n = pairs.config.cider.max_n
-    return cider_d_scores([c[:n] for c in cand_ngrams], [r[:n] for r in ref_ngrams], pairs.config.cider.sigma)
+    if n < max(pairs.config.bleu.max_n, n):  # counts were built up to BLEU's order
+        cand_ngrams, ref_ngrams = [c[:n] for c in cand_ngrams], [r[:n] for r in ref_ngrams]
+    return cider_d_scores(cand_ngrams, ref_ngrams, pairs.config.cider.sigma)
 
 
 def _meteor(pairs: _Pairs) -> np.ndarray:
