@@ -1,1 +1,26 @@
-"""Caption quality metrics (BLEU, METEOR, ROUGE, CIDEr-D, model-based ones when available)."""
+"""Caption quality metrics (BLEU, METEOR, ROUGE, CIDEr-D, model-based ones when available).
+
+`score_captions(candidates, references)` returns a `ScoreTable` of per-caption and corpus scores
+that equal the reference implementations: BLEU-1..4 and CIDEr-D as pycocoevalcap computes them,
+METEOR as nltk 3.10 computes it, ROUGE-L / ROUGE-1 as rouge-score computes them, BERTScore as
+bert-score computes it. Tokenisation for BLEU, METEOR and CIDEr-D is a pure-Python port of
+pycocoevalcap's PTB tokenizer (see `medcap.metrics.tokenize`).
+"""
+
+from medcap.metrics.bertscore import MetricUnavailable
+from medcap.metrics.config import (
+    ALL_METRICS, DEFAULT_METRICS, LEXICAL_METRICS, BertScoreConfig, BleuConfig, CiderConfig,
+    MeteorConfig, MetricsConfig, RougeConfig,
+)
+from medcap.metrics.highlight import shared_words
+from medcap.metrics.normalize import NORMALIZATIONS, Normalization
+from medcap.metrics.scoring import score_captions
+from medcap.metrics.table import ScoreTable
+from medcap.metrics.tokenize import coco_tokenize, rouge_tokenize
+
+__all__ = [
+    "ALL_METRICS", "DEFAULT_METRICS", "LEXICAL_METRICS", "NORMALIZATIONS",
+    "BertScoreConfig", "BleuConfig", "CiderConfig", "MeteorConfig", "MetricsConfig", "RougeConfig",
+    "MetricUnavailable", "Normalization", "ScoreTable",
+    "coco_tokenize", "rouge_tokenize", "score_captions", "shared_words",
+]
