@@ -1,0 +1,97 @@
+"""Full fine-tune of BLIP (`Salesforce/blip-image-captioning-base`) on radiology captions.
+
+    python finetune/blip.py --data eltorio/ROCOv2-radiology --output-dir runs/blip-roco
+    accelerate launch --num_processes 2 finetune/blip.py --output-dir runs/blip-roco
+    python finetune/blip.py --help
+
+All weights train, as in the MedBLIP seed. The run folder holds the best checkpoint as a complete
+model + processor and a `medcap.json` manifest, so `--model NAME=RUN_DIR` loads it in medcap.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Sequence
+
+if __package__ in (None, ""):  # run as a file: make the repository's packages importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch
+
+from finetune.common.cli import run_script
+from finetune.common.collate import IGNORE_INDEX, truncate_caption
+from finetune.common.config import TrainConfig, option
+from finetune.common.data import load_splits
+from finetune.common.models import base_weights_dir, training_dtype, validation_spec
+from finetune.common.training import Recipe, RunResult, run_training, seed_everything
+
+
+@dataclass
+class BlipTrainConfig(TrainConfig):
+    """Settings of a BLIP full fine-tune."""
+
+    base_model: str = option("Salesforce/blip-image-captioning-base",
+                             "BLIP captioning model (hub id or folder) to fine-tune")
+    output_dir: str = option("runs/blip", "run folder")
+    learning_rate: float = option(5e-5, "peak learning rate")
+    freeze_vision: bool = option(False, "keep the ViT frozen and train the text decoder only")
+
+    family: ClassVar[str] = "blip"
+
+
+class BlipCollator:
+    """Images + captions -> BLIP inputs; the caption starts with the decoder's [DEC] token.
+
+    BLIP's `generate` replaces the first token with the decoder bos token; training on the
+    tokenizer's [CLS] instead would teach a start the model never sees when captioning.
+    """
+
+    def __init__(self, processor: Any, bos_token_id: int, max_caption_tokens: int) -> None:
+        self.processor = processor
+        self.bos_token_id = bos_token_id
+        self.max_caption_tokens = max_caption_tokens
+
+    def __call__(self, examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        tokenizer = self.processor.tokenizer
+        captions = [truncate_caption(tokenizer, e["caption"], self.max_caption_tokens)
+                    for e in examples]
+        encoded = self.processor(images=[e["image"] for e in examples], text=captions,
+                                 padding=True, return_tensors="pt")
+        input_ids = encoded["input_ids"].clone()
+        input_ids[:, 0] = self.bos_token_id
+        labels = input_ids.masked_fill(encoded["attention_mask"] == 0, IGNORE_INDEX)
+        return {"pixel_values": encoded["pixel_values"], "input_ids": input_ids,
+                "attention_mask": encoded["attention_mask"], "labels": labels}
+
+
+def build_recipe(config: BlipTrainConfig) -> Recipe:
+    from transformers import BlipForConditionalGeneration, BlipProcessor
+
+    weights = base_weights_dir(config)
+    processor = BlipProcessor.from_pretrained(str(weights))
+    model = BlipForConditionalGeneration.from_pretrained(str(weights), dtype=training_dtype(True))
+    if config.freeze_vision:
+        model.vision_model.requires_grad_(False)
+    bos = model.config.text_config.bos_token_id
+    return Recipe(
+        family="blip", model=model, processor=processor,
+        eval_processor=BlipProcessor.from_pretrained(str(weights)),
+        collator=BlipCollator(processor, bos, config.max_caption_tokens),
+        weights="full", eval_spec=validation_spec(config, "blip"),
+    )
+
+
+def train(config: BlipTrainConfig, callbacks: Sequence[Any] = ()) -> RunResult:
+    seed_everything(config)
+    splits = load_splits(config)
+    return run_training(config, build_recipe(config), splits, callbacks)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_script(BlipTrainConfig, train, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
