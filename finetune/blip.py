@@ -23,9 +23,8 @@ import torch
 from finetune.common.cli import run_script
 from finetune.common.collate import IGNORE_INDEX, truncate_caption
 from finetune.common.config import TrainConfig, option
-from finetune.common.data import load_splits
 from finetune.common.models import base_weights_dir, training_dtype, validation_spec
-from finetune.common.training import Recipe, RunResult, run_training, seed_everything
+from finetune.common.training import Recipe, RunResult, train_family
 
 
 @dataclass
@@ -84,9 +83,7 @@ def build_recipe(config: BlipTrainConfig) -> Recipe:
 
 
 def train(config: BlipTrainConfig, callbacks: Sequence[Any] = ()) -> RunResult:
-    seed_everything(config)
-    splits = load_splits(config)
-    return run_training(config, build_recipe(config), splits, callbacks)
+    return train_family(config, build_recipe, callbacks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

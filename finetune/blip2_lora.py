@@ -26,12 +26,11 @@ import torch
 from finetune.common.cli import run_script
 from finetune.common.collate import answer_lengths, label_answers, truncate_caption
 from finetune.common.config import LoraTrainConfig, option
-from finetune.common.data import load_splits
 from finetune.common.models import (
     QUANTIZATION_CHOICES, apply_lora, base_weights_dir, quantization_settings, training_dtype,
     validation_spec,
 )
-from finetune.common.training import Recipe, RunResult, run_training, seed_everything
+from finetune.common.training import Recipe, RunResult, train_family
 
 OPT_LORA_TARGETS = ("q_proj", "v_proj")
 
@@ -99,9 +98,7 @@ def build_recipe(config: Blip2LoraConfig) -> Recipe:
 
 
 def train(config: Blip2LoraConfig, callbacks: Sequence[Any] = ()) -> RunResult:
-    seed_everything(config)
-    splits = load_splits(config)
-    return run_training(config, build_recipe(config), splits, callbacks)
+    return train_family(config, build_recipe, callbacks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

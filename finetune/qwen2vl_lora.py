@@ -26,9 +26,8 @@ import torch
 from finetune.common.cli import run_script
 from finetune.common.collate import answer_lengths, label_answers, truncate_caption
 from finetune.common.config import FinetuneError, LoraTrainConfig, option
-from finetune.common.data import load_splits
 from finetune.common.models import apply_lora, base_weights_dir, training_dtype, validation_spec
-from finetune.common.training import Recipe, RunResult, run_training, seed_everything
+from finetune.common.training import Recipe, RunResult, train_family
 from medcap.models import DEFAULT_QWEN_PROMPT
 
 # The language model's projections; the vision tower names its own `qkv`, `proj`, `fc1`, `fc2`.
@@ -133,9 +132,7 @@ def build_recipe(config: Qwen2VLLoraConfig) -> Recipe:
 
 
 def train(config: Qwen2VLLoraConfig, callbacks: Sequence[Any] = ()) -> RunResult:
-    seed_everything(config)
-    splits = load_splits(config)
-    return run_training(config, build_recipe(config), splits, callbacks)
+    return train_family(config, build_recipe, callbacks)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,7 +101,7 @@ def validation_spec(config: TrainConfig, family: str, prompt: str | None = None,
                     **fields: Any) -> ModelSpec:
     """The medcap spec used to caption validation images: greedy, like the app's default."""
     return ModelSpec(
-        name=config.display_name, family=family, source=config.base_model, prompt=prompt,
+        name=f"{config.display_name} (validation)", family=family, source=config.base_model, prompt=prompt,
         batch_size=config.eval_batch_size, check_memory=False,
         generation=GenerationSettings(max_new_tokens=config.max_new_tokens), **fields,
     )

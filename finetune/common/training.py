@@ -10,7 +10,6 @@ that `medcap` loads (see `finetune.common.outputs`).
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,9 +19,10 @@ import torch
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from finetune.common.config import FinetuneError, TrainConfig
-from finetune.common.data import CaptionDataset, Splits
+from finetune.common.data import CaptionDataset, Splits, load_splits
 from finetune.common.evaluation import CaptionEvaluator
 from finetune.common import outputs
+from finetune.common.models import base_weights_dir
 
 log = logging.getLogger(__name__)
 CHECKPOINTS_DIR = "checkpoints"
@@ -194,10 +194,10 @@ def run_training(config: TrainConfig, recipe: Recipe, splits: Splits,
                      history=history, trainer=trainer)
 
 
-def seed_everything(config: TrainConfig) -> None:
-    """Seed before the model is built, so LoRA initialisation is reproducible too."""
-    set_seed(config.seed)
-
-
-def describe(result: RunResult) -> str:
-    return json.dumps({"run_dir": str(result.run_dir), "metrics": result.metrics}, indent=2)
+def train_family(config: TrainConfig, build_recipe: Callable[[Any], Recipe],
+                 callbacks: Sequence[TrainerCallback] = ()) -> RunResult:
+    """A script's whole run: check the base model exists, read the data, build, train."""
+    set_seed(config.seed)  # before the model is built, so LoRA initialisation is seeded too
+    base_weights_dir(config)  # a missing model fails now, not after reading a large dataset
+    splits = load_splits(config)
+    return run_training(config, build_recipe(config), splits, callbacks)
