@@ -11,7 +11,7 @@ model + processor and a `medcap.json` manifest, so `--model NAME=RUN_DIR` loads 
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
@@ -23,7 +23,9 @@ import torch
 from finetune.common.cli import run_script
 from finetune.common.collate import IGNORE_INDEX, truncate_caption
 from finetune.common.config import TrainConfig, option
+from finetune.common.data import load_splits
 from finetune.common.models import base_weights_dir, training_dtype, validation_spec
+from finetune.common.scratch import SCRATCH, build_scratch_blip
 from finetune.common.training import Recipe, RunResult, train_family
 
 
@@ -32,10 +34,12 @@ class BlipTrainConfig(TrainConfig):
     """Settings of a BLIP full fine-tune."""
 
     base_model: str = option("Salesforce/blip-image-captioning-base",
-                             "BLIP captioning model (hub id or folder) to fine-tune")
+                             "BLIP captioning model (hub id or folder) to fine-tune, or "
+                             "'scratch': a small random BLIP for the offline demo")
     output_dir: str = option("runs/blip", "run folder")
     learning_rate: float = option(5e-5, "peak learning rate")
     freeze_vision: bool = option(False, "keep the ViT frozen and train the text decoder only")
+    scratch_image_size: int = option(64, "image side of the --base-model scratch model")
 
     family: ClassVar[str] = "blip"
 
@@ -83,7 +87,13 @@ def build_recipe(config: BlipTrainConfig) -> Recipe:
 
 
 def train(config: BlipTrainConfig, callbacks: Sequence[Any] = ()) -> RunResult:
-    return train_family(config, build_recipe, callbacks)
+    if config.base_model != SCRATCH:
+        return train_family(config, build_recipe, callbacks)
+    # The demo path: a random BLIP whose vocabulary comes from the training captions.
+    splits = load_splits(config)
+    base = build_scratch_blip(config.run_dir / "scratch-base", [r.caption for r in splits.train],
+                              image_size=config.scratch_image_size, seed=config.seed)
+    return train_family(replace(config, base_model=str(base)), build_recipe, callbacks, splits)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

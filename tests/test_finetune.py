@@ -229,3 +229,34 @@ def test_resume_never_refuses_a_folder_with_checkpoints(tmp_path: Path) -> None:
     (tmp_path / "run" / "checkpoints" / "checkpoint-3" / "trainer_state.json").write_text("{}")
     with pytest.raises(FinetuneError, match="--resume auto"):
         resume_checkpoint(config)
+
+
+def test_scratch_vocabulary_tokenizes_any_lowercase_word(tmp_path: Path) -> None:
+    from transformers import BertTokenizer
+
+    from finetune.common.scratch import caption_vocabulary
+
+    vocab = caption_vocabulary(["CT image showing a lesion.", "MRI of the knee"])
+    assert vocab[:6] == ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    assert {"ct", "lesion", ".", "knee", "##z"} <= set(vocab)
+    assert len(vocab) == len(set(vocab))
+    (tmp_path / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    tokenizer = BertTokenizer(str(tmp_path / "vocab.txt"))
+    assert tokenizer.tokenize("CT lesion") == ["ct", "lesion"]  # known words stay whole
+    pieces = tokenizer.tokenize("pneumothorax")  # an unseen word falls back to characters
+    assert "[UNK]" not in pieces and "".join(p.lstrip("#") for p in pieces) == "pneumothorax"
+
+
+def test_offline_demo_trains_a_scratch_blip_the_registry_lists(tmp_path: Path) -> None:
+    config = BlipTrainConfig(
+        base_model="scratch", data="synthetic", output_dir=str(tmp_path / "runs" / "demo"),
+        train_limit=32, eval_limit=8, epochs=1, batch_size=16, num_workers=0,
+        scratch_image_size=32, synthetic_image_size=32, progress_bar=False, max_new_tokens=16)
+    result = train_blip(config)
+    assert (result.run_dir / "scratch-base" / "vocab.txt").is_file()
+    saved = json.loads((result.run_dir / "train_config.json").read_text())
+    assert saved["base_model"] == str(result.run_dir / "scratch-base")
+    [spec] = discover_runs(tmp_path / "runs")
+    captions = create_captioner(spec).caption(
+        [r.load().image for r in synthetic_records(2, split="test", image_size=32)])
+    assert len(captions) == 2 and all(isinstance(c.text, str) for c in captions)

@@ -195,9 +195,10 @@ def run_training(config: TrainConfig, recipe: Recipe, splits: Splits,
 
 
 def train_family(config: TrainConfig, build_recipe: Callable[[Any], Recipe],
-                 callbacks: Sequence[TrainerCallback] = ()) -> RunResult:
+                 callbacks: Sequence[TrainerCallback] = (), splits: Splits | None = None
+                 ) -> RunResult:
     """A script's whole run: check the base model exists, read the data, build, train."""
     set_seed(config.seed)  # before the model is built, so LoRA initialisation is seeded too
     base_weights_dir(config)  # a missing model fails now, not after reading a large dataset
-    splits = load_splits(config)
+    splits = splits or load_splits(config)
     return run_training(config, build_recipe(config), splits, callbacks)
