@@ -28,13 +28,7 @@ from medcap.data.synthetic import (
     lesion_side_from_pixels, synthetic_records, write_synthetic_folder,
 )
 from medcap.models import create_captioner, discover_runs, read_manifest, resolve_spec
-from tests.support.tiny_models import build_tiny_blip
 from tests.support.tiny_training import InterruptAt, tiny_config
-
-
-@pytest.fixture(scope="module")
-def tiny_blip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_blip(tmp_path_factory.mktemp("tiny-blip"), image_size=32)
 
 
 # ---------------------------------------------------------------- synthetic phantoms
@@ -88,10 +82,10 @@ def test_labels_cover_only_the_answer_whatever_the_padding_side() -> None:
         label_answers(left, left_mask, [5])
 
 
-def test_blip_collator_starts_captions_with_the_decoder_token(tiny_blip: Path) -> None:
+def test_blip_collator_starts_captions_with_the_decoder_token(tiny_blip_dir: Path) -> None:
     from transformers import BlipProcessor
 
-    processor = BlipProcessor.from_pretrained(str(tiny_blip))
+    processor = BlipProcessor.from_pretrained(str(tiny_blip_dir))
     bos = processor.tokenizer.convert_tokens_to_ids("[DEC]")
     collator = BlipCollator(processor, bos, max_caption_tokens=4)
     images = [r.load().image for r in synthetic_records(2, image_size=32)]
@@ -158,11 +152,11 @@ def _bleu4_of_folder(model_dir: Path, records: list) -> tuple[float, list[str]]:
 
 
 def test_blip_learns_synthetic_captions_and_the_run_loads_in_medcap(
-        tiny_blip: Path, tmp_path: Path) -> None:
+        tiny_blip_dir: Path, tmp_path: Path) -> None:
     held_out = synthetic_records(48, split="test", seed=11, image_size=32)
-    untrained_bleu, _ = _bleu4_of_folder(tiny_blip, held_out)
+    untrained_bleu, _ = _bleu4_of_folder(tiny_blip_dir, held_out)
 
-    config = tiny_config(BlipTrainConfig, tiny_blip, tmp_path / "runs" / "phantom-blip",
+    config = tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "runs" / "phantom-blip",
                          train_limit=1600, eval_limit=24, epochs=2, batch_size=16,
                          learning_rate=2e-3, logging_steps=25, save_total_limit=1)
     result = train_blip(config)
@@ -176,7 +170,7 @@ def test_blip_learns_synthetic_captions_and_the_run_loads_in_medcap(
 
     manifest = read_manifest(result.run_dir)
     assert manifest.family == "blip" and manifest.weights == "full" and manifest.path == "model"
-    assert manifest.base_model == str(tiny_blip.resolve())
+    assert manifest.base_model == str(tiny_blip_dir.resolve())
     assert manifest.training_data["train_examples"] == 1600
     assert manifest.metrics["step"] == 200 and manifest.metrics["bleu4"] > 0.6
     history = json.loads((result.run_dir / "history.json").read_text())
@@ -198,12 +192,12 @@ def test_blip_learns_synthetic_captions_and_the_run_loads_in_medcap(
 
 
 def test_blip_resume_continues_exactly_like_an_uninterrupted_run(
-        tiny_blip: Path, tmp_path: Path) -> None:
+        tiny_blip_dir: Path, tmp_path: Path) -> None:
     settings = dict(train_limit=32, eval_limit=8, epochs=2, batch_size=8)  # 4 steps per epoch
-    straight = train_blip(tiny_config(BlipTrainConfig, tiny_blip, tmp_path / "straight",
+    straight = train_blip(tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "straight",
                                       **settings))
 
-    resumed_config = tiny_config(BlipTrainConfig, tiny_blip, tmp_path / "resumed", **settings)
+    resumed_config = tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "resumed", **settings)
     train_blip(resumed_config, callbacks=[InterruptAt(4)])  # killed after epoch 1's checkpoint
     checkpoint = last_complete_checkpoint(tmp_path / "resumed" / "checkpoints")
     assert checkpoint is not None and checkpoint.name == "checkpoint-4"

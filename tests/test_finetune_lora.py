@@ -25,7 +25,6 @@ from finetune.qwen2vl_lora import load_processors as qwen_processors
 from finetune.qwen2vl_lora import train as train_qwen
 from medcap.data.synthetic import synthetic_records
 from medcap.models import ModelLoadError, create_captioner, read_manifest, resolve_spec
-from tests.support.tiny_models import build_tiny_blip2, build_tiny_qwen2_vl
 from tests.support.tiny_training import InterruptAt, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -33,16 +32,6 @@ PROMPT = "describe this medical image"
 # The tiny models' embeddings are random and small, so LoRA on every projection of the language
 # model (not only q/v, the real-model default) is what lets them learn in a few hundred steps.
 BLIP2_ALL_PROJECTIONS = r".*language_model.*\.(q_proj|k_proj|v_proj|out_proj|fc1|fc2)$"
-
-
-@pytest.fixture(scope="module")
-def tiny_blip2(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_blip2(tmp_path_factory.mktemp("tiny-blip2"), image_size=32)
-
-
-@pytest.fixture(scope="module")
-def tiny_qwen(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return build_tiny_qwen2_vl(tmp_path_factory.mktemp("tiny-qwen"))
 
 
 def _examples(captions: list[str], image_size: int) -> list[dict]:
@@ -56,8 +45,8 @@ def _labelled_text(tokenizer, batch: dict, row: int) -> str:
 
 
 # ---------------------------------------------------------------- collators
-def test_qwen_collator_labels_the_answer_tokens_only(tiny_qwen: Path) -> None:
-    processor, _ = qwen_processors(tiny_qwen)
+def test_qwen_collator_labels_the_answer_tokens_only(tiny_qwen2_vl_dir: Path) -> None:
+    processor, _ = qwen_processors(tiny_qwen2_vl_dir)
     collator = Qwen2VLCollator(processor, PROMPT, max_caption_tokens=64, max_pixels=None)
     captions = ["ct image showing a small bright lesion on the left", "mri scan"]
     batch = collator(_examples(captions, 56))
@@ -75,8 +64,8 @@ def test_qwen_collator_labels_the_answer_tokens_only(tiny_qwen: Path) -> None:
     assert "image_grid_thw" in batch and "pixel_values" in batch
 
 
-def test_blip2_collator_labels_caption_and_end_token_only(tiny_blip2: Path) -> None:
-    processor, generation = blip2_processors(tiny_blip2)
+def test_blip2_collator_labels_caption_and_end_token_only(tiny_blip2_dir: Path) -> None:
+    processor, generation = blip2_processors(tiny_blip2_dir)
     assert (processor.tokenizer.padding_side, generation.tokenizer.padding_side) == ("right", "left")
     collator = Blip2Collator(processor, max_caption_tokens=64)
     captions = ["ultrasound image showing a large bright lesion on the right", "ct scan"]
@@ -96,11 +85,11 @@ def _lora_module_names(model) -> list[str]:
 
 
 def test_qwen_lora_targets_every_language_projection_and_no_vision_module(
-        tiny_qwen: Path, tmp_path: Path) -> None:
+        tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
     from transformers import AutoModelForImageTextToText
 
-    config = tiny_config(Qwen2VLLoraConfig, tiny_qwen, tmp_path, prompt=PROMPT)
-    model = apply_lora(AutoModelForImageTextToText.from_pretrained(str(tiny_qwen)), config,
+    config = tiny_config(Qwen2VLLoraConfig, tiny_qwen2_vl_dir, tmp_path, prompt=PROMPT)
+    model = apply_lora(AutoModelForImageTextToText.from_pretrained(str(tiny_qwen2_vl_dir)), config,
                        QWEN_LORA_TARGETS, quantized=False)
     names = _lora_module_names(model)
     assert names and all("language_model" in n and "visual" not in n for n in names)
@@ -110,11 +99,11 @@ def test_qwen_lora_targets_every_language_projection_and_no_vision_module(
     assert trainable and all("lora_" in n for n in trainable)
 
 
-def test_blip2_lora_defaults_to_opt_attention(tiny_blip2: Path, tmp_path: Path) -> None:
+def test_blip2_lora_defaults_to_opt_attention(tiny_blip2_dir: Path, tmp_path: Path) -> None:
     from transformers import Blip2ForConditionalGeneration
 
-    config = tiny_config(Blip2LoraConfig, tiny_blip2, tmp_path, quantization="none")
-    model = apply_lora(Blip2ForConditionalGeneration.from_pretrained(str(tiny_blip2)), config,
+    config = tiny_config(Blip2LoraConfig, tiny_blip2_dir, tmp_path, quantization="none")
+    model = apply_lora(Blip2ForConditionalGeneration.from_pretrained(str(tiny_blip2_dir)), config,
                        OPT_LORA_TARGETS, quantized=False)
     names = _lora_module_names(model)
     assert len(names) == 2 * 2  # two OPT layers x (q_proj, v_proj)
@@ -146,16 +135,16 @@ def _assert_adapter_run(run_dir: Path, base: Path, family: str) -> None:
 
 
 def test_blip2_lora_learns_synthetic_captions_and_loads_as_base_plus_adapter(
-        tiny_blip2: Path, tmp_path: Path) -> None:
+        tiny_blip2_dir: Path, tmp_path: Path) -> None:
     held_out = synthetic_records(32, split="test", seed=11, image_size=32)
-    untrained = _held_out_bleu4("blip2", tiny_blip2, held_out)
+    untrained = _held_out_bleu4("blip2", tiny_blip2_dir, held_out)
     config = tiny_config(
-        Blip2LoraConfig, tiny_blip2, tmp_path / "blip2-lora", quantization="none",
+        Blip2LoraConfig, tiny_blip2_dir, tmp_path / "blip2-lora", quantization="none",
         train_limit=2400, eval_limit=16, epochs=1, batch_size=16, grad_accum=1,
         learning_rate=1e-2, lora_rank=16, lora_alpha=32, lora_dropout=0.0,
         lora_targets=(BLIP2_ALL_PROJECTIONS,), max_new_tokens=24, logging_steps=25)
     result = train_blip2(config)
-    _assert_adapter_run(result.run_dir, tiny_blip2, "blip2")
+    _assert_adapter_run(result.run_dir, tiny_blip2_dir, "blip2")
     trained = _held_out_bleu4("blip2-lora", result.run_dir, held_out)
     print(f"BLIP-2 LoRA held-out BLEU-4: untrained {untrained:.4f} -> trained {trained:.4f}")
     assert untrained < 0.05
@@ -163,16 +152,16 @@ def test_blip2_lora_learns_synthetic_captions_and_loads_as_base_plus_adapter(
 
 
 def test_qwen2vl_lora_learns_synthetic_captions_and_keeps_its_prompt(
-        tiny_qwen: Path, tmp_path: Path) -> None:
+        tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
     held_out = synthetic_records(32, split="test", seed=11, image_size=56)
-    untrained = _held_out_bleu4("qwen-base", tiny_qwen, held_out)
+    untrained = _held_out_bleu4("qwen-base", tiny_qwen2_vl_dir, held_out)
     config = tiny_config(
-        Qwen2VLLoraConfig, tiny_qwen, tmp_path / "qwen-lora", prompt=PROMPT, max_pixels=None,
+        Qwen2VLLoraConfig, tiny_qwen2_vl_dir, tmp_path / "qwen-lora", prompt=PROMPT, max_pixels=None,
         synthetic_image_size=56, train_limit=2400, eval_limit=16, epochs=1, batch_size=16,
         grad_accum=1, learning_rate=1e-2, lora_rank=16, lora_alpha=32, lora_dropout=0.0,
         max_new_tokens=24, logging_steps=25)
     result = train_qwen(config)
-    _assert_adapter_run(result.run_dir, tiny_qwen, "qwen2-vl")
+    _assert_adapter_run(result.run_dir, tiny_qwen2_vl_dir, "qwen2-vl")
     assert read_manifest(result.run_dir).prompt == PROMPT
     assert resolve_spec("qwen-phantoms", str(result.run_dir)).prompt == PROMPT
     trained = _held_out_bleu4("qwen-phantoms", result.run_dir, held_out)
@@ -181,12 +170,12 @@ def test_qwen2vl_lora_learns_synthetic_captions_and_keeps_its_prompt(
     assert trained > 0.3
 
 
-def test_qwen_lora_resume_with_dropout_continues_exactly(tiny_qwen: Path, tmp_path: Path) -> None:
+def test_qwen_lora_resume_with_dropout_continues_exactly(tiny_qwen2_vl_dir: Path, tmp_path: Path) -> None:
     settings = dict(prompt=PROMPT, max_pixels=None, synthetic_image_size=56, train_limit=16,
                     eval_limit=4, epochs=2, batch_size=4, grad_accum=2, lora_dropout=0.3,
                     lora_rank=4, lora_alpha=8)  # 2 optimizer steps per epoch, dropout on
-    straight = train_qwen(tiny_config(Qwen2VLLoraConfig, tiny_qwen, tmp_path / "a", **settings))
-    config = tiny_config(Qwen2VLLoraConfig, tiny_qwen, tmp_path / "b", **settings)
+    straight = train_qwen(tiny_config(Qwen2VLLoraConfig, tiny_qwen2_vl_dir, tmp_path / "a", **settings))
+    config = tiny_config(Qwen2VLLoraConfig, tiny_qwen2_vl_dir, tmp_path / "b", **settings)
     train_qwen(config, callbacks=[InterruptAt(2)])
     assert sorted(p.name for p in (tmp_path / "b" / "checkpoints").iterdir()) == ["checkpoint-2"]
     resumed = train_qwen(config)
