@@ -137,6 +137,16 @@ def test_flags_map_to_config_fields(tmp_path: Path) -> None:
         parse_config(BlipTrainConfig, ["--best-metric", "cider_d", "--caption-metrics", "bleu4"])
 
 
+def test_sharded_validation_captions_come_back_in_record_order() -> None:
+    from finetune.common.evaluation import _interleave
+
+    records = [f"r{i}" for i in range(7)]
+    shards = [records[rank::3] for rank in range(3)]  # what each of 3 processes captions
+    gathered = [item for shard in shards for item in shard]  # gather_object concatenates
+    assert _interleave(gathered, 3, len(records)) == records
+    assert _interleave(records, 1, len(records)) == records
+
+
 def test_score_reports_bleu4_of_perfect_and_unrelated_captions() -> None:
     refs = ["ct image showing a small bright lesion on the left"] * 2
     assert score(refs, refs, ["bleu4"])["bleu4"] == pytest.approx(1.0)
@@ -254,3 +264,32 @@ def test_offline_demo_trains_a_scratch_blip_the_registry_lists(tmp_path: Path) -
     captions = create_captioner(spec).caption(
         [r.load().image for r in synthetic_records(2, split="test", image_size=32)])
     assert len(captions) == 2 and all(isinstance(c.text, str) for c in captions)
+
+
+def _data_layer_available() -> bool:
+    try:
+        from medcap.data import iter_records  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _data_layer_available(), reason="medcap.data (the data layer) not merged")
+def test_blip_trains_on_rocov2_style_parquet_shards_through_the_data_layer(
+        tiny_blip_dir: Path, tmp_path: Path) -> None:
+    from medcap.data.synthetic import write_synthetic_parquet
+
+    data = tmp_path / "rocov2"
+    write_synthetic_parquet(data / "data" / "train-00000-of-00001.parquet", 24, split="train",
+                            image_size=32)
+    write_synthetic_parquet(data / "data" / "validation-00000-of-00001.parquet", 6,
+                            split="validation", image_size=32)
+    config = tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "run", data=str(data),
+                         train_limit=None, eval_limit=None, epochs=1)
+    result = train_blip(config)
+    manifest = read_manifest(result.run_dir)
+    assert manifest.training_data == {
+        "source": str(data), "train_split": "train", "train_examples": 24,
+        "validation_split": "validation", "validation_examples": 6}
+    samples = json.loads((result.run_dir / "validation_samples.json").read_text())["samples"]
+    assert [s["image_id"] for s in samples] == [f"phantom-validation-{i:05d}" for i in range(6)]

@@ -118,8 +118,8 @@ class SyntheticRecord:
 
     def load(self) -> LoadedImage:
         display = self.render()
-        metadata = {"modality": self.modality, "lesion_side": self.side,
-                    "lesion_size": self.size, "synthetic": True}
+        metadata = {"modality": self.modality, "lesion side": self.side,
+                    "lesion size": self.size, "source": "synthetic phantom"}
         return LoadedImage(image=display.convert("RGB"), display=display, metadata=metadata,
                            source_format="synthetic")
 
@@ -172,6 +172,38 @@ def write_synthetic_folder(
         writer.writerow(["image_id", "caption"])
         writer.writerows((r.image_id, r.caption) for r in records)
     return folder
+
+
+def write_synthetic_parquet(
+    path: str | Path, count: int, *, split: str = "test", seed: int = 0,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+) -> Path:
+    """Write phantoms as one ROCOv2-style parquet shard (image struct, image_id, caption, cui).
+
+    Name the file like the hub's shards (`data/train-00000-of-00001.parquet`) to give the data
+    layer a split; the fine-tune scripts then train on it exactly as on ROCOv2.
+    """
+    import io
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    records = synthetic_records(count, split=split, seed=seed, image_size=image_size)
+    images = []
+    for record in records:
+        buffer = io.BytesIO()
+        record.render().save(buffer, format="PNG")
+        images.append({"bytes": buffer.getvalue(), "path": f"{record.image_id}.png"})
+    table = pa.table({
+        "image": pa.array(images, type=pa.struct([("bytes", pa.binary()), ("path", pa.string())])),
+        "image_id": pa.array([r.image_id for r in records], type=pa.string()),
+        "caption": pa.array([r.caption for r in records], type=pa.string()),
+        "cui": pa.array([list(r.cuis) for r in records], type=pa.list_(pa.string())),
+    })
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, target)
+    return target
 
 
 def lesion_side_from_pixels(image: Image.Image) -> str:
