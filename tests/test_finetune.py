@@ -293,3 +293,17 @@ def test_blip_trains_on_rocov2_style_parquet_shards_through_the_data_layer(
         "validation_split": "validation", "validation_examples": 6}
     samples = json.loads((result.run_dir / "validation_samples.json").read_text())["samples"]
     assert [s["image_id"] for s in samples] == [f"phantom-validation-{i:05d}" for i in range(6)]
+
+
+def test_a_best_metric_that_cannot_be_computed_stops_with_a_message(tiny_blip_dir: Path) -> None:
+    from finetune.common.evaluation import CaptionEvaluator
+    from finetune.common.models import validation_spec
+    from transformers import BlipProcessor
+
+    config = tiny_config(BlipTrainConfig, tiny_blip_dir, Path("unused"))
+    evaluator = CaptionEvaluator(validation_spec(config, "blip"),
+                                 BlipProcessor.from_pretrained(str(tiny_blip_dir)),
+                                 synthetic_records(2, image_size=32), ["bleu4", "no_such_metric"],
+                                 required=["no_such_metric"])
+    with pytest.raises((FinetuneError, ValueError), match="no_such_metric"):
+        evaluator.check()

@@ -8,13 +8,17 @@ corpus BLEU on lower-cased whitespace tokens (close to, not equal to, pycocoeval
 
 from __future__ import annotations
 
+import logging
 import warnings
 from typing import Any, Sequence
 
 import torch
 
+from finetune.common.config import FinetuneError
 from finetune.common.data import CaptionRecord, load_rgb
 from medcap.models import ModelSpec, create_captioner
+
+log = logging.getLogger(__name__)
 
 
 def score(candidates: Sequence[str], references: Sequence[str],
@@ -66,11 +70,28 @@ class CaptionEvaluator:
     """Captions a fixed validation subset and scores it; shards the work over processes."""
 
     def __init__(self, spec: ModelSpec, processor: Any, records: Sequence[CaptionRecord],
-                 metrics: Sequence[str]) -> None:
+                 metrics: Sequence[str], required: Sequence[str] = ()) -> None:
         self.spec = spec
         self.processor = processor
         self.records = list(records)
         self.metrics = tuple(metrics)
+        self.required = tuple(required)  # the metric that picks the best checkpoint
+
+    def check(self) -> None:
+        """Fail before training, not at the first validation, if a needed metric cannot run."""
+        self.scores(["a bright lesion"], ["a bright lesion"])
+
+    def scores(self, captions: Sequence[str], references: Sequence[str]) -> dict[str, float]:
+        """Corpus scores; a missing best-checkpoint metric is an error, others a warning."""
+        scores = score(captions, references, self.metrics)
+        missing = [name for name in self.metrics if name not in scores]
+        if missing:
+            log.warning("caption metrics not available here: %s", ", ".join(missing))
+        if any(name in missing for name in self.required):
+            raise FinetuneError(
+                f"the best-checkpoint metric {self.required[0]!r} could not be computed (it "
+                f"needs medcap.metrics and its resources); choose --best-metric loss or bleu4.")
+        return scores
 
     def captions(self, model: Any, process_index: int = 0, num_processes: int = 1) -> list[str]:
         """This process's share of the captions (every `num_processes`-th record)."""
@@ -87,7 +108,8 @@ class CaptionEvaluator:
         references = [r.caption or "" for r in self.records]
         samples = [{"image_id": r.image_id, "reference": ref, "caption": cap}
                    for r, ref, cap in zip(self.records, references, captions)]
-        return score(captions, references, self.metrics), samples
+        scores = self.scores(captions, references)
+        return scores, samples
 
 
 def _interleave(flat: list[str], num_processes: int, total: int) -> list[str]:

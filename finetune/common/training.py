@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import torch
+from accelerate.utils import gather_object
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
+from finetune.common import outputs
 from finetune.common.config import FinetuneError, TrainConfig
 from finetune.common.data import CaptionDataset, Splits, load_splits
 from finetune.common.evaluation import CaptionEvaluator
-from finetune.common import outputs
 from finetune.common.models import base_weights_dir
 
 log = logging.getLogger(__name__)
@@ -65,8 +66,6 @@ class CaptionTrainer(Trainer):
         if self.caption_evaluator is None or description != "Evaluation":
             return output
         prefix = kwargs.get("metric_key_prefix", "eval")
-        from accelerate.utils import gather_object
-
         model = self.accelerator.unwrap_model(self.model)
         scores, samples = self.caption_evaluator.evaluate(
             model, self.accelerator.process_index, self.accelerator.num_processes, gather_object)
@@ -169,8 +168,10 @@ def run_training(config: TrainConfig, recipe: Recipe, splits: Splits,
     checkpoint = resume_checkpoint(config)
     outputs.write_config(run_dir, config)
     eval_records = splits.validation[: config.caption_eval_limit or None]
+    required = () if config.best_metric == "loss" else (config.best_metric,)
     evaluator = CaptionEvaluator(recipe.eval_spec, recipe.eval_processor, eval_records,
-                                 config.caption_metrics)
+                                 config.caption_metrics, required=required)
+    evaluator.check()
     trainer = CaptionTrainer(
         model=recipe.model,
         args=training_arguments(config),
