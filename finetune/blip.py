@@ -77,6 +77,10 @@ def build_recipe(config: BlipTrainConfig) -> Recipe:
     model = BlipForConditionalGeneration.from_pretrained(str(weights), dtype=training_dtype(True))
     if config.freeze_vision:
         model.vision_model.requires_grad_(False)
+    # BLIP's forward takes **kwargs, so Trainer assumes it divides the loss by the token count
+    # of the whole accumulated batch; its text decoder takes a plain mean instead. Saying so
+    # makes Trainer scale the loss itself for gradient accumulation and several processes.
+    model.accepts_loss_kwargs = False
     bos = model.config.text_config.bos_token_id
     return Recipe(
         family="blip", model=model, processor=processor,

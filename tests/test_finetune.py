@@ -307,3 +307,21 @@ def test_a_best_metric_that_cannot_be_computed_stops_with_a_message(tiny_blip_di
                                  required=["no_such_metric"])
     with pytest.raises((FinetuneError, ValueError), match="no_such_metric"):
         evaluator.check()
+
+
+def test_gradient_accumulation_gives_the_loss_of_the_larger_batch(
+        tiny_blip_dir: Path, tmp_path: Path) -> None:
+    """Two accumulated half batches must train like one full batch (phantom captions all have
+    the same length, so the mean over halves equals the mean over the whole)."""
+    common = dict(train_limit=16, eval_limit=2, epochs=1, max_steps=2)
+    whole = train_blip(tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "whole",
+                                   batch_size=8, grad_accum=1, **common))
+    halves = train_blip(tiny_config(BlipTrainConfig, tiny_blip_dir, tmp_path / "halves",
+                                    batch_size=4, grad_accum=2, **common))
+    loss_whole = [e["loss"] for e in whole.history if "loss" in e]
+    loss_halves = [e["loss"] for e in halves.history if "loss" in e]
+    assert len(loss_whole) == len(loss_halves) == 2
+    assert loss_halves == pytest.approx(loss_whole, rel=1e-4)
+    for (name, a), (_, b) in zip(whole.trainer.model.named_parameters(),
+                                 halves.trainer.model.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5), name

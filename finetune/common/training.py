@@ -97,6 +97,11 @@ def mixed_precision_flags(choice: str) -> dict[str, bool]:
     return {"bf16": choice == "bf16", "fp16": choice == "fp16"}
 
 
+def accelerator_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return torch.cuda.is_available() or bool(mps and mps.is_available())
+
+
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     strategy = "steps" if config.eval_steps else "epoch"
     best = "loss" if config.best_metric == "loss" else config.best_metric
@@ -130,6 +135,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         label_names=["labels"],  # PeftModel hides the forward signature Trainer reads them from
         report_to="none",
         disable_tqdm=not config.progress_bar,
+        use_cpu=not accelerator_available(),  # also makes `torchrun` on CPUs real DDP (gloo)
         **mixed_precision_flags(config.mixed_precision),
     )
 
