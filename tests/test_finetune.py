@@ -28,7 +28,7 @@ from medcap.data.synthetic import (
     lesion_side_from_pixels, synthetic_records, write_synthetic_folder,
 )
 from medcap.models import create_captioner, discover_runs, read_manifest, resolve_spec
-from tests.support.tiny_training import InterruptAt, tiny_config
+from tests.support.tiny_training import InterruptAt, one_torch_thread, tiny_config  # noqa: F401
 
 
 # ---------------------------------------------------------------- synthetic phantoms

@@ -25,7 +25,7 @@ from finetune.qwen2vl_lora import load_processors as qwen_processors
 from finetune.qwen2vl_lora import train as train_qwen
 from medcap.data.synthetic import synthetic_records
 from medcap.models import ModelLoadError, create_captioner, read_manifest, resolve_spec
-from tests.support.tiny_training import InterruptAt, tiny_config
+from tests.support.tiny_training import InterruptAt, one_torch_thread, tiny_config  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPT = "describe this medical image"
