@@ -61,6 +61,12 @@ class CaptionTrainer(Trainer):
         self.caption_evaluator = caption_evaluator
         self.samples_file = samples_file
 
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Adds peak GPU memory to every log line, so batch-size advice can be checked."""
+        if torch.cuda.is_available():
+            logs["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        super().log(logs, *args, **kwargs)
+
     def evaluation_loop(self, dataloader: Any, description: str, *args: Any, **kwargs: Any) -> Any:
         output = super().evaluation_loop(dataloader, description, *args, **kwargs)
         if self.caption_evaluator is None or description != "Evaluation":
