@@ -1,0 +1,1 @@
+"""What the three fine-tune scripts share: configuration, data, collation, training and evaluation."""
