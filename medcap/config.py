@@ -1,0 +1,113 @@
+"""All configuration in one place: which models, which data, where reviews and runs live.
+
+Values come from, in order of precedence: environment variables (`MEDCAP_*`), a TOML file
+(`medcap.toml` in the working directory, or the path in `MEDCAP_CONFIG`), then the defaults below.
+
+    # medcap.toml
+    models = ["blip", "qwen2-vl", "blip2-lora"]     # registry names, or "name=hub_id_or_folder"
+    data_source = "eltorio/ROCOv2-radiology"        # or a local parquet folder / image folder
+    data_split = "test"
+    reviews_db = "reviews.sqlite"
+    runs_dir = "runs"
+    blip2_adapter = "runs/blip2-lora/adapter"
+    [prompts]
+    qwen2-vl = "Describe this medical image in detail."
+
+Environment: MEDCAP_MODELS (comma separated), MEDCAP_DATA, MEDCAP_SPLIT, MEDCAP_REVIEWS_DB,
+MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_DEVICE, MEDCAP_SKIP_MEMORY_CHECK=1.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from medcap.models import ModelLoadError, ModelSpec, discover_runs, parse_model_arg, resolve_spec
+
+DEFAULT_MODELS = ("blip", "blip2-lora", "qwen2-vl")
+DEFAULT_DATA_SOURCE = "eltorio/ROCOv2-radiology"
+SPACE_PERSISTENT_DIR = Path("/data")  # Hugging Face Spaces mount persistent storage here
+
+
+def default_reviews_db() -> Path:
+    """On a Space with persistent storage, keep reviews there; else in the working directory."""
+    if SPACE_PERSISTENT_DIR.is_dir() and os.access(SPACE_PERSISTENT_DIR, os.W_OK):
+        return SPACE_PERSISTENT_DIR / "medcap" / "reviews.sqlite"
+    return Path("reviews.sqlite")
+
+
+@dataclass
+class Settings:
+    model_names: list[str] = field(default_factory=lambda: list(DEFAULT_MODELS))
+    data_source: str | None = DEFAULT_DATA_SOURCE
+    data_split: str = "test"
+    reviews_db: Path = field(default_factory=default_reviews_db)
+    runs_dir: Path = Path("runs")
+    blip2_adapter: str | None = None
+    prompts: dict[str, str] = field(default_factory=dict)
+    device: str = "auto"
+    check_memory: bool = True
+
+    def model_specs(self) -> tuple[list[ModelSpec], dict[str, str]]:
+        """Specs for the configured models plus fine-tune runs; problems come back as messages."""
+        specs: list[ModelSpec] = []
+        problems: dict[str, str] = {}
+        for entry in self.model_names:
+            try:
+                name, source = parse_model_arg(entry)
+                overrides: dict[str, Any] = {"device": self.device,
+                                             "check_memory": self.check_memory}
+                if name in self.prompts:
+                    overrides["prompt"] = self.prompts[name]
+                spec = resolve_spec(name, source, **overrides)
+                if spec.name == "blip2-lora" and not spec.adapter and self.blip2_adapter:
+                    spec = resolve_spec(name, self.blip2_adapter, **overrides)
+                specs.append(spec)
+            except ModelLoadError as exc:
+                problems[entry] = str(exc)
+        known = {s.name for s in specs}
+        specs += [s for s in discover_runs(self.runs_dir) if s.name not in known]
+        return specs, problems
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        return {}
+    with open(path, "rb") as handle:
+        return tomllib.load(handle)
+
+
+def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path | None = None) -> Settings:
+    env = os.environ if env is None else env
+    path = Path(config_file or env.get("MEDCAP_CONFIG") or "medcap.toml")
+    data = _read_toml(path)
+    settings = Settings()
+    if "models" in data:
+        settings.model_names = [str(m) for m in data["models"]]
+    for key in ("data_source", "data_split", "blip2_adapter", "device"):
+        if key in data:
+            setattr(settings, key, data[key])
+    for key in ("reviews_db", "runs_dir"):
+        if key in data:
+            setattr(settings, key, Path(data[key]))
+    settings.prompts.update(data.get("prompts", {}))
+    if env.get("MEDCAP_MODELS"):
+        settings.model_names = [m.strip() for m in env["MEDCAP_MODELS"].split(",") if m.strip()]
+    if "MEDCAP_DATA" in env:
+        settings.data_source = env["MEDCAP_DATA"] or None
+    if env.get("MEDCAP_SPLIT"):
+        settings.data_split = env["MEDCAP_SPLIT"]
+    if env.get("MEDCAP_REVIEWS_DB"):
+        settings.reviews_db = Path(env["MEDCAP_REVIEWS_DB"])
+    if env.get("MEDCAP_RUNS_DIR"):
+        settings.runs_dir = Path(env["MEDCAP_RUNS_DIR"])
+    if env.get("MEDCAP_BLIP2_ADAPTER"):
+        settings.blip2_adapter = env["MEDCAP_BLIP2_ADAPTER"]
+    if env.get("MEDCAP_DEVICE"):
+        settings.device = env["MEDCAP_DEVICE"]
+    if env.get("MEDCAP_SKIP_MEMORY_CHECK", "").lower() in ("1", "true", "yes"):
+        settings.check_memory = False
+    return settings

@@ -1,0 +1,276 @@
+"""The `Captioner` interface every model family implements.
+
+A family adapter says how to load its model and processor and how to turn a batch of images into
+model inputs; this base class does the rest once: lazy loading with clear errors, LoRA adapters,
+batching (images grouped by size, original order restored), greedy/beam decoding under
+`torch.inference_mode`, and per-token probabilities for the app's uncertainty shading.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Sequence
+
+import torch
+from PIL import Image
+
+from medcap.models import loading
+from medcap.models.errors import ModelLoadError
+from medcap.models.spec import ModelSpec
+
+
+@dataclass
+class TokenScore:
+    """One generated token: the exact text it added to the caption and the model's probability."""
+
+    text: str
+    prob: float
+
+
+@dataclass
+class Caption:
+    text: str
+    seconds: float  # wall time of the batch divided by the images in it
+    tokens: list[TokenScore] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Captioner(ABC):
+    """Captions lists of PIL images with one model; loads the weights on first use."""
+
+    family: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]  # accepted `model_type` values in config.json
+    display_name: ClassVar[str]
+
+    def __init__(self, spec: ModelSpec) -> None:
+        self.spec = spec
+        self.model: Any = None
+        self.processor: Any = None
+        self.device: str = "cpu"
+        self.dtype: torch.dtype = torch.float32
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ loading
+    @property
+    def loaded(self) -> bool:
+        return self.model is not None
+
+    def load(self) -> None:
+        """Load weights, processor and adapter once; raise `ModelLoadError` with a clear message."""
+        with self._lock:
+            if self.loaded:
+                return
+            spec = self.spec
+            self.device = loading.pick_device(spec.device)
+            if spec.quantization and not self.device.startswith("cuda"):
+                raise ModelLoadError(
+                    f"'{spec.name}': {spec.quantization} quantization needs a CUDA GPU "
+                    f"(bitsandbytes); this machine runs on {self.device}. Remove the "
+                    f"quantization setting to load it in full precision."
+                )
+            self.dtype = loading.pick_dtype(spec.dtype, self.device)
+            weights_dir = loading.resolve_weights_dir(spec.source, what=f"{spec.name} model")
+            self._check_model_type(weights_dir)
+            if spec.check_memory:
+                loading.check_memory(spec.name, spec.source, weights_dir,
+                                     loading.dtype_name(self.dtype), spec.quantization, self.device)
+            try:
+                model, processor = self._load_model(weights_dir)
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # corrupt weights, wrong layout, missing processor files
+                raise ModelLoadError(
+                    f"Could not load '{spec.name}' from {spec.source}: "
+                    f"{type(exc).__name__}: {_first_line(exc)}"
+                ) from exc
+            if spec.adapter:
+                model = self._apply_adapter(model, spec.adapter)
+            if not spec.quantization:
+                model = model.to(self.device)
+            self.model = model.eval()
+            self.processor = processor
+
+    def unload(self) -> None:
+        """Free the weights (the app does this when a user switches models on a small machine)."""
+        with self._lock:
+            self.model = None
+            self.processor = None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+
+    def _check_model_type(self, weights_dir: Path) -> None:
+        config_file = weights_dir / "config.json"
+        if not config_file.is_file():
+            raise ModelLoadError(
+                f"'{self.spec.name}': {weights_dir} has no config.json; expected a model folder "
+                f"saved with save_pretrained (or a hub snapshot)."
+            )
+        try:
+            model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, ValueError) as exc:
+            raise ModelLoadError(f"'{self.spec.name}': {config_file} is not valid JSON ({exc}).") from exc
+        if model_type not in self.model_types:
+            raise ModelLoadError(
+                f"'{self.spec.name}' expects a {self.display_name} model, but {weights_dir} holds "
+                f"model_type '{model_type}'. Pick the matching family for that folder."
+            )
+
+    def _apply_adapter(self, model: Any, adapter: str) -> Any:
+        path = Path(adapter).expanduser()
+        if not path.is_dir():
+            raise ModelLoadError(f"'{self.spec.name}': LoRA adapter directory '{path}' does not exist.")
+        if not (path / "adapter_config.json").is_file():
+            raise ModelLoadError(
+                f"'{self.spec.name}': '{path}' is not a PEFT adapter (no adapter_config.json). "
+                f"Point to the adapter folder written by finetune/ or PeftModel.save_pretrained."
+            )
+        try:
+            from peft import PeftModel
+
+            peft_model = PeftModel.from_pretrained(model, str(path))
+        except Exception as exc:
+            raise ModelLoadError(
+                f"'{self.spec.name}': the LoRA adapter in '{path}' does not fit the base model "
+                f"{self.spec.source}: {type(exc).__name__}: {_first_line(exc)}"
+            ) from exc
+        if self.spec.quantization:
+            return peft_model  # merging into quantized weights loses precision; keep it separate
+        return peft_model.merge_and_unload()
+
+    # ------------------------------------------------------------------ captioning
+    def caption(
+        self,
+        images: Sequence[Image.Image],
+        batch_size: int | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[Caption]:
+        """Caption `images` in batches; results come back in input order."""
+        if not images:
+            return []
+        self.load()
+        size = batch_size or self.spec.batch_size
+        # Grouping images of similar size keeps padding (and Qwen2-VL visual tokens) even per batch.
+        order = sorted(range(len(images)), key=lambda i: images[i].width * images[i].height)
+        results: list[Caption | None] = [None] * len(images)
+        done = 0
+        for start in range(0, len(order), size):
+            batch_index = order[start : start + size]
+            captions = self.caption_batch([images[i] for i in batch_index])
+            for i, caption in zip(batch_index, captions):
+                results[i] = caption
+            done += len(batch_index)
+            if progress:
+                progress(done, len(images))
+        return [r for r in results if r is not None]
+
+    def caption_batch(self, images: Sequence[Image.Image]) -> list[Caption]:
+        """One `generate` call for the whole batch."""
+        self.load()
+        started = time.perf_counter()
+        rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
+        inputs = self._prepare(rgb)
+        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+        kwargs = self.spec.generation.generate_kwargs()
+        kwargs.update(self._extra_generate_kwargs())
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs, return_dict_in_generate=True, output_scores=True, **kwargs
+            )
+        generated, probs = self._generated_tokens(out)
+        seconds = (time.perf_counter() - started) / len(images)
+        return [self._make_caption(ids, p, seconds) for ids, p in zip(generated, probs)]
+
+    def _to_device(self, value: Any) -> Any:
+        if not isinstance(value, torch.Tensor):
+            return value
+        if value.is_floating_point():
+            return value.to(self.device, dtype=self.dtype)
+        return value.to(self.device)
+
+    def _extra_generate_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _generated_tokens(self, out: Any) -> tuple[list[list[int]], list[list[float]]]:
+        """The new token ids of each row (prompt and padding removed) and their probabilities."""
+        steps = len(out.scores)
+        new_ids = out.sequences[:, out.sequences.shape[1] - steps :]
+        beam_indices = getattr(out, "beam_indices", None)
+        if beam_indices is not None and self.spec.generation.num_beams > 1:
+            logprobs = self.model.compute_transition_scores(
+                out.sequences, out.scores, beam_indices, normalize_logits=True
+            )
+        else:
+            stacked = torch.stack(out.scores, dim=1).float()  # batch x steps x vocab
+            logprobs = torch.log_softmax(stacked, dim=-1).gather(2, new_ids.unsqueeze(-1)).squeeze(-1)
+        new_ids = new_ids.tolist()
+        probs = logprobs.exp().tolist()
+        stop = self._stop_token_ids()
+        ids_out, probs_out = [], []
+        for row_ids, row_probs in zip(new_ids, probs):
+            cut = next((i for i, t in enumerate(row_ids) if t in stop), len(row_ids))
+            ids_out.append(row_ids[:cut])
+            probs_out.append(row_probs[:cut])
+        return ids_out, probs_out
+
+    def _stop_token_ids(self) -> set[int]:
+        config = self.model.generation_config
+        ids: set[int] = set()
+        for value in (config.eos_token_id, config.pad_token_id):
+            if isinstance(value, int):
+                ids.add(value)
+            elif value:
+                ids.update(value)
+        return ids
+
+    def _make_caption(self, ids: list[int], probs: list[float], seconds: float) -> Caption:
+        tokenizer = self.tokenizer
+        special = set(tokenizer.all_special_ids)
+        tokens: list[TokenScore] = []
+        previous = ""
+        kept: list[int] = []
+        for token_id, prob in zip(ids, probs):
+            if token_id in special:
+                continue
+            kept.append(token_id)
+            text = tokenizer.decode(kept, skip_special_tokens=True)
+            piece = text[len(previous) :] if text.startswith(previous) else text
+            previous = text
+            tokens.append(TokenScore(text=piece, prob=float(prob)))
+        caption = tokenizer.decode(kept, skip_special_tokens=True)
+        return Caption(text=_tidy(caption), seconds=seconds, tokens=_strip_tokens(tokens))
+
+    @property
+    def tokenizer(self) -> Any:
+        return getattr(self.processor, "tokenizer", self.processor)
+
+    # ------------------------------------------------------------------ family hooks
+    @abstractmethod
+    def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
+        """Return (model, processor) loaded from a local directory with `from_pretrained`."""
+
+    @abstractmethod
+    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
+        """Processor outputs (tensors) for a batch of RGB images."""
+
+
+def _tidy(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _strip_tokens(tokens: list[TokenScore]) -> list[TokenScore]:
+    """Drop the leading whitespace of the first token so token texts join to the caption."""
+    if tokens:
+        tokens[0] = TokenScore(tokens[0].text.lstrip(), tokens[0].prob)
+    return tokens
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:300] if text else "(no detail)"

@@ -1,0 +1,33 @@
+"""BLIP (Salesforce/blip-image-captioning-*) and full fine-tunes of it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from medcap.models.base import Captioner
+
+
+class BlipCaptioner(Captioner):
+    family = "blip"
+    model_types = ("blip",)
+    display_name = "BLIP"
+
+    def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
+        from transformers import BlipForConditionalGeneration, BlipProcessor
+
+        processor = BlipProcessor.from_pretrained(str(weights_dir))
+        model = BlipForConditionalGeneration.from_pretrained(str(weights_dir), dtype=self.dtype)
+        return model, processor
+
+    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
+        if self.spec.prompt:  # conditional captioning: the caption continues the prompt
+            return dict(self.processor(images=images, text=[self.spec.prompt] * len(images),
+                                       return_tensors="pt", padding=True))
+        return dict(self.processor(images=images, return_tensors="pt"))
+
+    def _stop_token_ids(self) -> set[int]:
+        text = self.model.config.text_config
+        return {t for t in (text.sep_token_id, text.pad_token_id) if t is not None}

@@ -1,0 +1,37 @@
+"""BLIP-2 (Salesforce/blip2-opt-*), usually with a LoRA adapter from finetune/blip2_lora.py."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from medcap.models.base import Captioner
+
+
+class Blip2Captioner(Captioner):
+    family = "blip2"
+    model_types = ("blip-2",)
+    display_name = "BLIP-2"
+
+    def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        processor = Blip2Processor.from_pretrained(str(weights_dir))
+        processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if self.spec.quantization:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_8bit=self.spec.quantization == "8bit",
+                load_in_4bit=self.spec.quantization == "4bit",
+            )
+            kwargs["device_map"] = {"": 0}
+        model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir), **kwargs)
+        return model, processor
+
+    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
+        text = [self.spec.prompt or ""] * len(images)
+        return dict(self.processor(images=images, text=text, return_tensors="pt", padding=True))

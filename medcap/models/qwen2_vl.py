@@ -1,0 +1,56 @@
+"""Qwen2-VL (and Qwen2.5-VL) instruction models, prompted through their chat template."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+from medcap.models.base import Captioner
+from medcap.models.errors import ModelLoadError
+from medcap.models.spec import DEFAULT_QWEN_PROMPT
+
+
+class Qwen2VLCaptioner(Captioner):
+    family = "qwen2-vl"
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+    display_name = "Qwen2-VL"
+
+    def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        processor = AutoProcessor.from_pretrained(str(weights_dir))
+        if not hasattr(processor, "image_processor"):
+            # transformers 5 silently returns a bare tokenizer when the video processor (which
+            # needs torchvision) cannot be built.
+            raise ModelLoadError(
+                f"'{self.spec.name}': the Qwen2-VL processor could not be built from "
+                f"{weights_dir} (got {type(processor).__name__}). Install torchvision "
+                f"(pip install -r requirements.txt) and check preprocessor files are present."
+            )
+        processor.tokenizer.padding_side = "left"
+        model = AutoModelForImageTextToText.from_pretrained(str(weights_dir), dtype=self.dtype)
+        return model, processor
+
+    @property
+    def prompt(self) -> str:
+        return self.spec.prompt or DEFAULT_QWEN_PROMPT
+
+    def chat_text(self) -> str:
+        """The templated prompt for one image (the processor expands the image placeholder)."""
+        messages = [{"role": "user", "content": [{"type": "image"},
+                                                 {"type": "text", "text": self.prompt}]}]
+        return self.processor.apply_chat_template(messages, tokenize=False,
+                                                  add_generation_prompt=True)
+
+    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.spec.max_pixels:
+            size = dict(self.processor.image_processor.size)
+            size["longest_edge"] = self.spec.max_pixels
+            size["shortest_edge"] = min(size.get("shortest_edge") or 0, self.spec.max_pixels)
+            kwargs["size"] = size
+        text = [self.chat_text()] * len(images)
+        return dict(self.processor(text=text, images=images, padding=True, return_tensors="pt",
+                                   **kwargs))
