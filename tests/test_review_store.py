@@ -12,13 +12,11 @@ from medcap.review import (
     VERDICTS,
     ReviewConflict,
     ReviewContext,
-    ReviewDbLocation,
     ReviewInput,
     ReviewKey,
     ReviewLimits,
     ReviewStore,
     ReviewValidationError,
-    default_reviews_db,
 )
 
 
@@ -237,24 +235,3 @@ def test_verdict_counts_per_dataset(store: ReviewStore) -> None:
     assert store.verdict_counts("roco-test") == {"blip": {"correct": 1},
                                                  "qwen2-vl": {"unusable": 1}}
     assert store.verdict_counts()["blip"] == {"correct": 1, "unusable": 1}
-
-
-def test_default_location_prefers_config_then_env_then_space_storage(tmp_path, monkeypatch) -> None:
-    persistent = tmp_path / "data"
-    location = ReviewDbLocation(persistent_dir=persistent, fallback_dir=tmp_path / "cwd")
-    monkeypatch.delenv("MEDCAP_REVIEWS_DB", raising=False)
-    assert default_reviews_db(None, location) == tmp_path / "cwd" / "reviews.sqlite"
-    persistent.mkdir()
-    assert default_reviews_db(None, location) == persistent / "reviews.sqlite"
-    monkeypatch.setenv("MEDCAP_REVIEWS_DB", str(tmp_path / "env.sqlite"))
-    assert default_reviews_db(None, location) == tmp_path / "env.sqlite"
-    assert default_reviews_db(tmp_path / "explicit.sqlite", location) == tmp_path / "explicit.sqlite"
-
-
-def test_read_only_space_storage_is_skipped(tmp_path, monkeypatch) -> None:
-    persistent = tmp_path / "data"
-    persistent.mkdir()
-    monkeypatch.delenv("MEDCAP_REVIEWS_DB", raising=False)
-    monkeypatch.setattr("os.access", lambda path, mode: False)
-    location = ReviewDbLocation(persistent_dir=persistent, fallback_dir=tmp_path)
-    assert default_reviews_db(None, location) == tmp_path / "reviews.sqlite"

@@ -13,7 +13,6 @@ from medcap.review.export import (
     safe_csv_text,
     write_safe_csv,
 )
-from medcap.review.location import ReviewDbLocation, default_reviews_db
 from medcap.review.records import (
     VERDICTS,
     Review,
@@ -30,9 +29,8 @@ from medcap.review.records import (
 from medcap.review.store import ReviewStore, StoreOptions, normalize_reviewer
 
 __all__ = [
-    "CSV_SAFETY", "CsvSafety", "Review", "ReviewConflict", "ReviewContext", "ReviewDbLocation",
-    "ReviewError", "ReviewInput", "ReviewKey", "ReviewLimits", "ReviewRevision", "ReviewStore",
-    "ReviewValidationError", "SaveOutcome", "StoreOptions", "VERDICTS", "default_reviews_db",
+    "CSV_SAFETY", "CsvSafety", "Review", "ReviewConflict", "ReviewContext", "ReviewError", "ReviewInput", "ReviewKey", "ReviewLimits", "ReviewRevision", "ReviewStore",
+    "ReviewValidationError", "SaveOutcome", "StoreOptions", "VERDICTS",
     "export_reviews_csv", "neutralize_cell", "normalize_reviewer", "review_export_rows",
     "safe_csv_text", "write_safe_csv",
 ]

@@ -16,6 +16,7 @@ import json
 import math
 import sqlite3
 import threading
+import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -142,10 +143,34 @@ class ReviewStore:
             conn.execute("COMMIT")
 
     def _create_schema(self) -> None:
-        with self._init_lock, closing(self._connect()) as conn:
-            conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
-            conn.executescript(_SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        """Create tables once. Switching to WAL needs a moment of exclusive access and does not
+        wait on SQLite's busy handler, so several stores opening a new file at once retry here."""
+        deadline = time.monotonic() + self.options.busy_timeout_s
+        with self._init_lock:
+            while True:
+                try:
+                    self._create_schema_once()
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+
+    def _create_schema_once(self) -> None:
+        with closing(self._connect()) as conn:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode.lower() != self.options.journal_mode.lower():
+                conn.execute(f"PRAGMA journal_mode = {self.options.journal_mode}")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- validation --------------------------------------------------------------------------
 
