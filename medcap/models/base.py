@@ -76,11 +76,16 @@ class Captioner(ABC):
                     f"quantization setting to load it in full precision."
                 )
             self.dtype = loading.pick_dtype(spec.dtype, self.device)
+            dtype = loading.dtype_name(self.dtype)
+            if spec.check_memory and not loading.looks_like_path(spec.source):
+                # Known hub models: refuse before a multi-GB download that could never load.
+                loading.check_memory(spec.name, spec.source, None, dtype, spec.quantization,
+                                     self.device)
             weights_dir = loading.resolve_weights_dir(spec.source, what=f"{spec.name} model")
             self._check_model_type(weights_dir)
             if spec.check_memory:
-                loading.check_memory(spec.name, spec.source, weights_dir,
-                                     loading.dtype_name(self.dtype), spec.quantization, self.device)
+                loading.check_memory(spec.name, spec.source, weights_dir, dtype,
+                                     spec.quantization, self.device)
             try:
                 model, processor = self._load_model(weights_dir)
             except ModelLoadError:

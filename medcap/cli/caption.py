@@ -1,0 +1,184 @@
+"""`python -m medcap caption`: caption a folder or a ROCOv2 split with several models into one CSV.
+
+Models run one after another (only one is in memory at a time). Results are appended batch by
+batch; a rerun with the same --out skips every (image_id, model) pair already there, so an
+interrupted job resumes where it stopped. An image that cannot be read becomes a row with the
+reason in `error`; a model that cannot be loaded is reported and the other models still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Iterator
+
+from tqdm import tqdm
+
+from medcap.models import ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec
+from medcap.pipeline import prefetch_batches
+from medcap.results import ResultRow, ResultsFileError, ResultsWriter
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "caption",
+        help="caption images with one or more models into a results CSV",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", action="append", required=True, metavar="NAME[=ID_OR_DIR]",
+                   help="registered name (blip, blip2, blip2-lora, qwen2-vl) optionally with a hub "
+                        "id, model folder, adapter folder or fine-tune run folder; repeatable")
+    p.add_argument("--images", required=True, metavar="SOURCE",
+                   help="image folder (optional captions.csv), ROCOv2 parquet file/folder, or a "
+                        "hub dataset id such as eltorio/ROCOv2-radiology")
+    p.add_argument("--out", required=True, help="results CSV (appended to and resumed)")
+    p.add_argument("--split", default=None, help="dataset split (ROCOv2: train/validation/test)")
+    p.add_argument("--limit", type=int, default=None, help="caption at most this many images")
+    p.add_argument("--batch-size", type=int, default=None, help="images per generate call")
+    p.add_argument("--adapter", action="append", default=[], metavar="NAME=DIR",
+                   help="LoRA adapter folder for the model NAME; repeatable")
+    p.add_argument("--prompt", action="append", default=[], metavar="[NAME=]TEXT",
+                   help="prompt (Qwen2-VL instruction, BLIP/BLIP-2 text prefix); without NAME= it "
+                        "applies to every qwen2-vl model")
+    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--num-beams", type=int, default=None)
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="Qwen2-VL: resize so width*height <= this (visual tokens = pixels/784)")
+    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, mps")
+    p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
+    p.add_argument("--quantization", default=None, choices=["8bit", "4bit"],
+                   help="bitsandbytes quantization (CUDA only), e.g. for BLIP-2 6.7B")
+    p.add_argument("--overwrite", action="store_true", help="start a fresh CSV instead of resuming")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.set_defaults(_run=run)
+
+
+def _named_values(values: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if not sep or not name or not rest:
+            raise ModelLoadError(f"{flag} expects NAME=VALUE, got '{value}'.")
+        out[name.strip()] = rest
+    return out
+
+
+def _prompts(values: list[str], names: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        name, sep, rest = value.partition("=")
+        if sep and name.strip() in names:
+            out[name.strip()] = rest
+        else:
+            out["*"] = value
+    return out
+
+
+def build_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], list[str]]:
+    """Specs for each --model; problems (unknown names, bad folders) come back as messages."""
+    specs, problems = [], []
+    try:
+        adapters = _named_values(args.adapter, "--adapter")
+    except ModelLoadError as exc:
+        return [], [str(exc)]
+    names = [parse_model_arg(m)[0] for m in args.model if m.split("=")[0].strip()]
+    prompts = _prompts(args.prompt, names)
+    for entry in args.model:
+        try:
+            name, source = parse_model_arg(entry)
+            overrides = {
+                "batch_size": args.batch_size, "max_new_tokens": args.max_new_tokens,
+                "num_beams": args.num_beams, "device": args.device, "dtype": args.dtype,
+                "quantization": args.quantization, "max_pixels": args.max_pixels,
+            }
+            spec = resolve_spec(name, source, **overrides)
+            if name in adapters:
+                spec = spec.with_overrides(adapter=adapters[name])
+            prompt = prompts.get(name) or (prompts.get("*") if spec.family == "qwen2-vl" else None)
+            if prompt:
+                spec = spec.with_overrides(prompt=prompt)
+            specs.append(spec)
+        except ModelLoadError as exc:
+            problems.append(str(exc))
+    labels = [s.label for s in specs]
+    duplicates = {label for label in labels if labels.count(label) > 1}
+    if duplicates:
+        problems.append(f"Two --model entries share the name {', '.join(sorted(duplicates))}; "
+                        f"give each a different NAME (e.g. --model blip-ft=/path).")
+        specs = [s for s in specs if s.label not in duplicates]
+    return specs, problems
+
+
+def _pending(records: Iterator, writer: ResultsWriter, model: str) -> Iterator:
+    for record in records:
+        if not writer.is_done(record.image_id, model):
+            yield record
+
+
+def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: ResultsWriter) -> int:
+    """Caption every pending image of the source with one model; returns images captioned."""
+    from medcap.data import iter_records
+
+    captioner = create_captioner(spec)
+    captioner.load()  # fail fast, before reading any image
+    records = _pending(iter_records(args.images, split=args.split, limit=args.limit), writer,
+                       spec.label)
+    bar = tqdm(total=args.limit, desc=spec.label, unit="img", disable=args.no_progress,
+               file=sys.stderr)
+    count = 0
+    try:
+        for batch in prefetch_batches(records, spec.batch_size):
+            rows: list[ResultRow] = []
+            good = [(rec, img) for rec, img, err in batch if err is None]
+            captions = captioner.caption([img for _, img in good]) if good else []
+            by_id = {rec.image_id: cap for (rec, _), cap in zip(good, captions)}
+            for rec, _, err in batch:
+                caption = by_id.get(rec.image_id)
+                rows.append(ResultRow(
+                    image_id=rec.image_id, original_caption=rec.caption or "",
+                    generated_caption=caption.text if caption else "",
+                    processing_time_sec=caption.seconds if caption else 0.0,
+                    model=spec.label, timestamp=ResultRow.now(), split=rec.split or "",
+                    modality=rec.modality or "", model_source=spec.describe(),
+                    error=err or "",
+                ))
+            writer.write(rows)
+            count += len(rows)
+            bar.update(len(rows))
+    finally:
+        bar.close()
+    return count
+
+
+def run(args: argparse.Namespace) -> int:
+    from medcap.data import DataSourceError
+
+    specs, problems = build_specs(args)
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    if not specs:
+        return 2
+    try:
+        writer = ResultsWriter(args.out, overwrite=args.overwrite)
+    except ResultsFileError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if writer.repaired_bytes:
+        print(f"note: cut a torn last line ({writer.repaired_bytes} bytes) from {args.out}, "
+              f"left by an interrupted run", file=sys.stderr)
+    if writer.done:
+        print(f"resuming: {len(writer.done)} (image, model) results already in {args.out}",
+              file=sys.stderr)
+    failed = bool(problems)
+    for spec in specs:
+        try:
+            count = caption_with_model(spec, args, writer)
+            print(f"{spec.label}: captioned {count} new image(s) -> {args.out}", file=sys.stderr)
+        except ModelLoadError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            failed = True
+        except DataSourceError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    return 1 if failed else 0
