@@ -166,14 +166,16 @@ def build_demo(studio: Studio) -> gr.Blocks:
             target = studio.comparison.step(current or None, delta, chosen_modality or ALL)
             return open_item(target, name)
 
-        def first_item(chosen_modality, name):
+        def enter_compare(current, chosen_modality, name):
+            """On entering the tab: reopen the current image (fresh reviews) or the first one."""
             comparison = studio.comparison
-            target = comparison.first(chosen_modality or ALL)
+            target = current or comparison.first(chosen_modality or ALL)
             values = open_item(target, name) if target else [gr.skip()] * len(open_outputs)
-            choices = [ALL, *comparison.modalities]
-            note = studio.data_problem or f"{len(comparison):,} images in {studio.dataset}."
-            values[-1] = note
-            return [gr.update(choices=choices), *values]
+            values[-1] = studio.data_problem or f"{len(comparison):,} images in {studio.dataset}."
+            return [gr.update(choices=[ALL, *comparison.modalities]), *values]
+
+        def reopen(current, name):
+            return open_item(current, name) if current else [gr.skip()] * len(open_outputs)
 
         open_button.click(open_item, [image_id_box, reviewer], open_outputs, api_name="open_item")
         image_id_box.submit(open_item, [image_id_box, reviewer], open_outputs,
@@ -187,8 +189,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
             [current_id, modality, reviewer], open_outputs, api_visibility="private")
         modality.change(lambda m, n: step(None, m, n, 0), [modality, reviewer], open_outputs,
                         api_visibility="private")
-        reviewer.blur(open_item, [current_id, reviewer], open_outputs, api_visibility="private")
-        compare_tab.select(first_item, [modality, reviewer], [modality, *open_outputs],
+        reviewer.blur(reopen, [current_id, reviewer], open_outputs, api_visibility="private")
+        compare_tab.select(enter_compare, [current_id, modality, reviewer], [modality, *open_outputs],
                            api_visibility="private")
 
         def generate(current, name, progress=gr.Progress()):
