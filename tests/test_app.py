@@ -60,22 +60,16 @@ def write_results(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
-    """(client factory, studio, work dir) for an app launched once for this module."""
-    import gradio as gr  # noqa: F401 - imported here so collection stays fast
-    from gradio_client import Client
-
+def launch_app(work: Path, blip_dir: Path, qwen_dir: Path):
+    """Build the studio over tiny models, the results CSV and (with medcap.data) a parquet
+    sample, launch it on 127.0.0.1 and return (demo, url, studio). GRADIO_TEMP_DIR must be set."""
     import app
 
-    work = tmp_path_factory.mktemp("app")
-    monkey = pytest.MonkeyPatch()
-    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
     data_source = None
     if HAS_DATA_LAYER:
         data_source = str(write_rocov2_parquet(work / "roco" / "test.parquet").parent)
     settings = Settings(
-        model_names=[f"blip={tiny_blip_dir}", f"qwen2-vl={tiny_qwen2_vl_dir}", "blip2-lora"],
+        model_names=[f"blip={blip_dir}", f"qwen2-vl={qwen_dir}", "blip2-lora"],
         data_source=data_source, data_split="test", reviews_db=work / "reviews.sqlite",
         runs_dir=work / "runs", check_memory=False)
     options = AppOptions(results_csv=write_results(work / "results.csv"),
@@ -83,8 +77,20 @@ def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
                          examples=[])
     studio = Studio(settings, options)
     demo = app.build_demo(studio)
-    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1",
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
                             **app.LAUNCH_OPTIONS)
+    return demo, url, studio
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
+    """(client factory, studio, work dir) for an app launched once for this module."""
+    from gradio_client import Client
+
+    work = tmp_path_factory.mktemp("app")
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
+    demo, url, studio = launch_app(work, tiny_blip_dir, tiny_qwen2_vl_dir)
     try:
         yield (lambda: Client(url, verbose=False)), studio, work
     finally:

@@ -133,13 +133,21 @@ class ScoreBook:
             row.update({name: round(value, 4) for name, value in metrics.items()})
             counts = verdicts.get(model, {})
             row.update({name: counts.get(name, 0) for name in verdict_names})
-            row["unavailable"] = "; ".join(f"{k}: {v}" for k, v in scores.unavailable.items())
+            row["unavailable"] = _group_reasons(scores.unavailable)
             rows.append(row)
         return pd.DataFrame(rows)
 
     def _modality(self, image_id: str) -> str:
         item = self._comparison.get(image_id)
         return item.modality if item else ""
+
+
+def _group_reasons(unavailable: Mapping[str, str]) -> str:
+    """'bleu4, meteor: reason' instead of repeating one reason per metric."""
+    by_reason: dict[str, list[str]] = {}
+    for metric, reason in unavailable.items():
+        by_reason.setdefault(reason, []).append(metric)
+    return "; ".join(f"{', '.join(metrics)}: {reason}" for reason, metrics in by_reason.items())
 
 
 def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
