@@ -11,6 +11,7 @@ import os
 import gradio as gr
 
 from medcap.app.cards import CARD_CSS, disclaimer_html
+from medcap.app.examples import stage_examples
 from medcap.app.studio import Studio, UploadError
 from medcap.app.table import ALL, UNREVIEWED, TableQuery, histogram
 from medcap.app.views import (
@@ -53,14 +54,17 @@ def build_demo(studio: Studio) -> gr.Blocks:
                                             visible=bool(studio.pool.prompted_labels()))
                         caption_button = gr.Button("Caption", variant="primary",
                                                    elem_id="caption-button")
-                        if studio.options.examples:
-                            gr.Examples([[str(p)] for p in studio.options.examples], [upload],
-                                        label="Examples (pydicom sample files)")
+                        examples = stage_examples(studio.options.examples)
+                        if examples:
+                            gr.Examples([[str(p)] for p in examples], [upload],
+                                        label="Examples (DICOM samples from pydicom)")
                     with gr.Column(scale=2):
                         preview = gr.Image(label="Image", type="pil", interactive=False,
                                            height=320)
                         metadata = gr.HTML(label="Metadata")
                         cards = gr.HTML(elem_id="caption-cards")
+                        gr.Markdown("Orange shading marks words the model was unsure of "
+                                    "(hover for the probability).")
                         captions_json = gr.JSON(label="Captions (JSON)", visible=False)
                 if studio.pool.problems:
                     gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"

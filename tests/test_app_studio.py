@@ -195,3 +195,44 @@ def test_options_from_env() -> None:
                                    "MEDCAP_DATASET_LABEL": "roco"})
     assert (options.results_csv, options.sample_size, options.dataset_label) == (
         Path("r.csv"), 50, "roco")
+
+
+def test_evaluation_csv_drives_table_cards_summary_and_plot(tmp_path: Path) -> None:
+    from medcap.app.table import TableQuery, histogram
+
+    evaluation = tmp_path / "eval.csv"
+    pd.DataFrame({
+        "image_id": ["0012", "0013", "0014", "0012"], "model": ["blip", "blip", "blip", "qwen2-vl"],
+        "generated_caption": ["ct of chest", "mri", "liver", "x"],
+        "original_caption": ["CT chest", "MRI brain", "US liver", "CT chest"],
+        "bleu4": [0.5, 0.25, 0.0, 0.1], "cider_d": [1.0, 2.0, 0.5, 0.2],
+    }).to_csv(evaluation, index=False)
+    results = tmp_path / "results.csv"
+    RESULTS.to_csv(results, index=False)
+    settings = Settings(model_names=[], data_source=None, reviews_db=tmp_path / "r.sqlite",
+                        runs_dir=tmp_path / "runs")
+    studio = Studio(settings, AppOptions(results_csv=results, evaluation_csv=evaluation,
+                                         examples=[]), pool=ModelPool([]))
+    assert studio.scores.from_file
+    assert studio.scores.scores("0013", "blip") == {"bleu4": 0.25, "cider_d": 2.0}
+    assert studio.evaluation.metrics == ["bleu4", "cider_d"]
+    page = studio.query_table(TableQuery(sort_by="cider_d"))
+    assert list(page.rows["image_id"][:2]) == ["0013", "0012"]
+    assert set(page.rows["modality"]) == {"CT", "MRI", "Ultrasound"}, "modality joined from results"
+    summary = studio.summary().set_index("model")
+    assert summary.loc["blip", "bleu4"] == 0.25 and summary.loc["blip", "captions"] == 3
+    hist = histogram(studio.evaluation.metric_values("bleu4", TableQuery(model="blip")), "bleu4", 5)
+    assert hist["count"].sum() == 3
+    view = studio.open_item("0013", "")
+    assert view.slots[0].card.scores == {"bleu4": 0.25, "cider_d": 2.0}
+
+
+def test_examples_are_staged_where_gradio_serves_them(tmp_path: Path) -> None:
+    from medcap.app.examples import stage_examples
+
+    source = tmp_path / "src" / "scan.png"
+    source.parent.mkdir()
+    Image.new("RGB", (4, 4)).save(source)
+    staged = stage_examples([source, tmp_path / "missing.dcm"], tmp_path / "served")
+    assert staged == [tmp_path / "served" / "scan.png"]
+    assert staged[0].read_bytes() == source.read_bytes()

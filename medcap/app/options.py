@@ -17,24 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-
-def _bundled_examples() -> list[Path]:
-    """Upload examples: the project's assets plus pydicom's CT and MR test files when present."""
-    examples: list[Path] = []
-    assets = Path(__file__).resolve().parents[2] / "assets" / "examples"
-    if assets.is_dir():
-        examples += sorted(p for p in assets.iterdir()
-                           if p.suffix.lower() in {".png", ".jpg", ".jpeg", ".dcm"})
-    try:
-        from pydicom.data import get_testdata_file
-
-        for name in ("CT_small.dcm", "MR_small.dcm"):
-            found = get_testdata_file(name)
-            if found:
-                examples.append(Path(found))
-    except Exception:  # noqa: BLE001 - examples are optional; pydicom may try a download
-        pass
-    return examples
+from medcap.app.examples import bundled_examples
 
 
 @dataclass
@@ -48,7 +31,7 @@ class AppOptions:
     page_size: int = 25
     histogram_bins: int = 20
     export_dir: Path | None = None
-    examples: list[Path] = field(default_factory=_bundled_examples)
+    examples: list[Path] = field(default_factory=bundled_examples)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppOptions":

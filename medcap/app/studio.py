@@ -79,7 +79,8 @@ def _load_upload(path: str | Path) -> tuple[Image.Image, Image.Image, dict[str, 
             with Image.open(path) as opened:
                 image = opened.convert("RGB")
         except Exception as exc:  # noqa: BLE001 - any decoder error is a user-facing message
-            raise UploadError(f"Cannot read {Path(path).name} as an image: {exc}") from exc
+            raise UploadError(f"Cannot read {Path(path).name} as an image "
+                              f"({type(exc).__name__}); upload a PNG, JPEG or DICOM file.") from exc
         return image, image, {}, "image"
     try:
         loaded = load_image(Path(path), name=Path(path).name)
