@@ -323,5 +323,7 @@ LAUNCH_OPTIONS = {"css": CARD_CSS, "theme": gr.themes.Soft()}
 
 
 if __name__ == "__main__":
-    build_demo(Studio.from_environment()).launch(
-        server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), **LAUNCH_OPTIONS)
+    studio = Studio.from_environment()
+    demo = build_demo(studio)
+    studio.warm_up_in_background()  # data and scores, not model weights: those load on first use
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), **LAUNCH_OPTIONS)

@@ -236,3 +236,10 @@ def test_examples_are_staged_where_gradio_serves_them(tmp_path: Path) -> None:
     staged = stage_examples([source, tmp_path / "missing.dcm"], tmp_path / "served")
     assert staged == [tmp_path / "served" / "scan.png"]
     assert staged[0].read_bytes() == source.read_bytes()
+
+
+def test_warm_up_prepares_comparison_and_table_without_loading_models(studio: Studio) -> None:
+    studio._comparison = None
+    studio.warm_up_in_background().join(timeout=60)
+    assert studio._comparison is not None and studio._table is not None
+    assert not studio.pool.is_loaded("blip")

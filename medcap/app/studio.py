@@ -128,6 +128,19 @@ class Studio:
 
         return cls(load_settings(), AppOptions.from_env())
 
+    def warm_up(self) -> None:
+        """Read the dataset sample and score the captions now, so the first Compare / Evaluation
+        click does not wait for them (the metrics' first run loads WordNet, seconds)."""
+        try:
+            _ = self.evaluation
+        except Exception as exc:  # noqa: BLE001 - the same error resurfaces on first use
+            self.data_problem = self.data_problem or f"Preparing the comparison failed: {exc}"
+
+    def warm_up_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.warm_up, name="medcap-warm-up", daemon=True)
+        thread.start()
+        return thread
+
     # -- models --------------------------------------------------------------------------------
 
     @property
