@@ -13,7 +13,7 @@ import gradio as gr
 from medcap.app.cards import CARD_CSS, disclaimer_html
 from medcap.app.examples import stage_examples
 from medcap.app.studio import Studio, UploadError
-from medcap.app.table import ALL, UNREVIEWED, TableQuery, histogram
+from medcap.app.table import ALL, UNREVIEWED, TableQuery
 from medcap.app.views import (
     item_values,
     page_values,
@@ -265,9 +265,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 return None
             table_query = TableQuery(search=search_text or "", model=model_value or ALL,
                                      modality=modality_value or ALL, verdict=verdict_value or ALL)
-            with studio._lock:
-                values = studio.evaluation.metric_values(metric, table_query)
-            return histogram(values, metric, studio.options.histogram_bins)
+            return studio.distribution(metric, table_query)
 
         def open_evaluation():
             evaluation = studio.evaluation

@@ -198,7 +198,7 @@ def test_options_from_env() -> None:
 
 
 def test_evaluation_csv_drives_table_cards_summary_and_plot(tmp_path: Path) -> None:
-    from medcap.app.table import TableQuery, histogram
+    from medcap.app.table import TableQuery
 
     evaluation = tmp_path / "eval.csv"
     pd.DataFrame({
@@ -221,7 +221,7 @@ def test_evaluation_csv_drives_table_cards_summary_and_plot(tmp_path: Path) -> N
     assert set(page.rows["modality"]) == {"CT", "MRI", "Ultrasound"}, "modality joined from results"
     summary = studio.summary().set_index("model")
     assert summary.loc["blip", "bleu4"] == 0.25 and summary.loc["blip", "captions"] == 3
-    hist = histogram(studio.evaluation.metric_values("bleu4", TableQuery(model="blip")), "bleu4", 5)
+    hist = studio.distribution("bleu4", TableQuery(model="blip"))
     assert hist["count"].sum() == 3
     view = studio.open_item("0013", "")
     assert view.slots[0].card.scores == {"bleu4": 0.25, "cider_d": 2.0}

@@ -23,7 +23,7 @@ from medcap.app.comparison import ComparisonSet, build_comparison_set, read_resu
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
-from medcap.app.table import EvaluationTable, TablePage, TableQuery
+from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
 from medcap.review import (
     VERDICTS,
     Review,
@@ -300,6 +300,13 @@ class Studio:
         table = self.evaluation
         with self._lock:
             return table.query(query)
+
+    def distribution(self, metric: str, query: TableQuery) -> pd.DataFrame:
+        """Histogram (bin, count, model) of one metric over the rows matching the filters."""
+        table = self.evaluation
+        with self._lock:
+            values = table.metric_values(metric, query)
+        return histogram(values, metric, self.options.histogram_bins)
 
     def summary(self) -> pd.DataFrame:
         table = self.evaluation
