@@ -73,6 +73,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             # ---------------------------------------------------------------- Compare
             with gr.Tab("Compare", id="compare") as compare_tab:
                 current_id = gr.State("")
+                remembered_name = gr.BrowserState("", storage_key="medcap-reviewer-name")
                 with gr.Row():
                     reviewer = gr.Textbox(label="Your name (reviewer)", elem_id="reviewer",
                                           scale=2)
@@ -194,6 +195,8 @@ def build_demo(studio: Studio) -> gr.Blocks:
         modality.change(lambda m, n: step(None, m, n, 0), [modality, reviewer], open_outputs,
                         api_visibility="private")
         reviewer.blur(reopen, [current_id, reviewer], open_outputs, api_visibility="private")
+        reviewer.change(lambda name: name, reviewer, remembered_name, api_visibility="private")
+        demo.load(lambda name: name, remembered_name, reviewer, api_visibility="private")
         compare_tab.select(enter_compare, [current_id, modality, reviewer], [modality, *open_outputs],
                            api_visibility="private")
 

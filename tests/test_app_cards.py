@@ -78,3 +78,24 @@ def test_row_and_truth_and_metadata() -> None:
     assert "ROCO_1 · CT" in ground_truth_html("ROCO_1", "text", "CT")
     assert "<th>Modality</th><td>CT</td>" in metadata_html({"Modality": "CT"})
     assert metadata_html({}) == ""
+
+
+def test_identifying_metadata_is_never_shown() -> None:
+    html = metadata_html({"Modality": "CT", "Patient's Name": "Doe^John", "PatientID": "123",
+                          "Accession Number": "A1", "Institution Name": "General",
+                          "Body Part": "CHEST", "Study Instance UID": "1.2.3"})
+    assert "CHEST" in html and "CT" in html
+    for leaked in ("Doe^John", "123", "A1", "General", "1.2.3"):
+        assert leaked not in html
+
+
+def test_history_lists_versions_only_when_there_are_several() -> None:
+    from medcap.app.cards import history_html
+    from medcap.review import ReviewRevision
+
+    one = ReviewRevision(1, "major error", "", "", "final", "2026-01-01T00:00:00Z")
+    two = ReviewRevision(2, None, "<b>fixed</b>", "n", "draft", "2026-01-02T00:00:00Z")
+    assert history_html([one]) == ""
+    html = history_html([one, two])
+    assert "v1 · 2026-01-01T00:00:00Z · major error" in html
+    assert "v2" in html and "draft" in html and "&lt;b&gt;fixed&lt;/b&gt;" in html

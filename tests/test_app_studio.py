@@ -243,3 +243,11 @@ def test_warm_up_prepares_comparison_and_table_without_loading_models(studio: St
     studio.warm_up_in_background().join(timeout=60)
     assert studio._comparison is not None and studio._table is not None
     assert not studio.pool.is_loaded("blip")
+
+
+def test_reopened_item_shows_the_reviewers_edit_history(studio: Studio) -> None:
+    studio.save_review("0012", "blip", "Dr Ada", "major error", "", "", 0)
+    studio.save_review("0012", "blip", "Dr Ada", "minor error", "CT chest", "", 1)
+    slot = studio.open_item("0012", "Dr Ada").slots[0]
+    assert [(h.version, h.verdict) for h in slot.history] == [(1, "major error"), (2, "minor error")]
+    assert "Your edit history" in item_values(studio.open_item("0012", "Dr Ada"))[3]

@@ -128,8 +128,35 @@ def other_reviews_html(lines: Sequence[tuple[str, str]]) -> str:
 
 def metadata_html(metadata: Mapping[str, str]) -> str:
     """Non-identifying image metadata as a small definition list."""
-    if not metadata:
+    shown = visible_metadata(metadata)
+    if not shown:
         return ""
     rows = "".join(f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(str(v))}</td></tr>"
-                   for k, v in metadata.items())
+                   for k, v in shown.items())
     return f'<table class="mc-meta">{rows}</table>'
+
+
+def history_html(revisions: Sequence) -> str:
+    """Earlier versions of the reviewer's own review (objects with version/verdict/saved_at...)."""
+    if len(revisions) < 2:
+        return ""
+    items = "".join(
+        f"<li>v{r.version} · {html.escape(r.saved_at)} · {html.escape(r.verdict or 'draft')}"
+        + (f" · “{html.escape(r.corrected_caption)}”" if r.corrected_caption else "")
+        + (f" · note: {html.escape(r.note)}" if r.note else "") + "</li>"
+        for r in revisions)
+    return f'<details class="mc-meta"><summary>Your edit history</summary><ul>{items}</ul></details>'
+
+
+IDENTIFYING_METADATA = ("patient", "birth", "accession", "institution", "physician", "operator",
+                        "address", "phone", "otherpatient", "studyid", "uid")
+"""Metadata keys containing these (case-insensitive, spaces ignored) are never shown, whatever
+the reader returns: defence in depth on top of the data layer's own filtering."""
+
+
+def visible_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    def identifying(key: str) -> bool:
+        flat = str(key).replace(" ", "").replace("_", "").lower()
+        return any(word in flat for word in IDENTIFYING_METADATA)
+
+    return {k: v for k, v in metadata.items() if not identifying(k)}

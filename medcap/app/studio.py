@@ -30,6 +30,7 @@ from medcap.review import (
     ReviewContext,
     ReviewInput,
     ReviewKey,
+    ReviewRevision,
     ReviewStore,
     SaveOutcome,
     export_reviews_csv,
@@ -58,6 +59,7 @@ class ReviewSlot:
     card: CaptionCard
     review: Review | None
     others: list[tuple[str, str]] = field(default_factory=list)
+    history: list[ReviewRevision] = field(default_factory=list)
 
 
 @dataclass
@@ -220,7 +222,8 @@ class Studio:
             mine = self.store.get(ReviewKey(self.dataset, item.image_id, model, reviewer))
             others = [(r.key.reviewer, r.summary()) for r in reviews
                       if r.key.model == model and (mine is None or r.key != mine.key)]
-            slots.append(ReviewSlot(model, card, mine, others))
+            history = self.store.history(mine.key) if mine and mine.version > 1 else []
+            slots.append(ReviewSlot(model, card, mine, others, history))
         return ItemView(item.image_id, image, note, item.ground_truth, item.modality, slots)
 
     def generate_missing(self, image_id: str, progress: Progress | None = None) -> str:

@@ -15,6 +15,7 @@ from medcap.app.cards import (
     caption_card_html,
     caption_row_html,
     ground_truth_html,
+    history_html,
     metadata_html,
     other_reviews_html,
 )
@@ -64,7 +65,7 @@ def slot_values(slot: ReviewSlot) -> SlotValues:
     review = slot.review
     card = caption_card_html(slot.card, highlight=True, show_scores=True)
     return SlotValues(
-        card_html=card + other_reviews_html(slot.others),
+        card_html=card + other_reviews_html(slot.others) + history_html(slot.history),
         verdict=review.verdict if review else None,
         corrected_caption=review.corrected_caption if review else "",
         note=review.note if review else "",
