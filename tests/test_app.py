@@ -84,7 +84,7 @@ def launch_app(work: Path, blip_dir: Path, qwen_dir: Path):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
-    """(client factory, studio, work dir) for an app launched once for this module."""
+    """(client factory, studio, work dir, url) for an app launched once for this module."""
     from gradio_client import Client
 
     work = tmp_path_factory.mktemp("app")
@@ -92,7 +92,7 @@ def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
     monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
     demo, url, studio = launch_app(work, tiny_blip_dir, tiny_qwen2_vl_dir)
     try:
-        yield (lambda: Client(url, verbose=False)), studio, work
+        yield (lambda: Client(url, verbose=False)), studio, work, url
     finally:
         demo.close()
         monkey.undo()
@@ -106,7 +106,7 @@ def png(path: Path) -> Path:
 def test_caption_endpoint_returns_one_caption_per_model(served, tmp_path) -> None:
     from gradio_client import handle_file
 
-    client_factory, _, _ = served
+    client_factory, *_ = served
     result = client_factory().predict(handle_file(str(png(tmp_path / "scan.png"))),
                                       ["blip", "qwen2-vl"], "Describe the scan.",
                                       api_name="/caption")
@@ -122,7 +122,7 @@ def test_caption_endpoint_returns_one_caption_per_model(served, tmp_path) -> Non
 def test_model_that_cannot_load_is_a_message_on_its_card(served, tmp_path) -> None:
     from gradio_client import handle_file
 
-    client_factory, _, _ = served
+    client_factory, *_ = served
     result = client_factory().predict(handle_file(str(png(tmp_path / "scan.png"))),
                                       ["blip2-lora", "blip"], "", api_name="/caption")
     lora, blip = result[3]
@@ -133,7 +133,7 @@ def test_model_that_cannot_load_is_a_message_on_its_card(served, tmp_path) -> No
 def test_upload_that_is_not_an_image_is_refused_clearly(served, tmp_path) -> None:
     from gradio_client import handle_file
 
-    client_factory, _, _ = served
+    client_factory, *_ = served
     fake = tmp_path / "notes.png"
     fake.write_text("this is not a picture")
     with pytest.raises(Exception) as caught:
@@ -147,7 +147,7 @@ def test_caption_dicom_shows_metadata_without_patient_identifiers(served) -> Non
     from gradio_client import handle_file
     from pydicom.data import get_testdata_file
 
-    client_factory, _, _ = served
+    client_factory, *_ = served
     dicom = get_testdata_file("CT_small.dcm")
     result = client_factory().predict(handle_file(dicom), ["blip"], "", api_name="/caption")
     metadata_html = result[1]
@@ -157,7 +157,7 @@ def test_caption_dicom_shows_metadata_without_patient_identifiers(served) -> Non
 
 
 def test_two_clients_saving_at_once_never_overwrite_each_other(served) -> None:
-    client_factory, studio, _ = served
+    client_factory, studio, *_ = served
     image_id = "ROCOv2_2023_test_000000"
     barrier = threading.Barrier(2)
     answers: dict[str, dict] = {}
@@ -183,7 +183,7 @@ def test_two_clients_saving_at_once_never_overwrite_each_other(served) -> None:
 
 
 def test_same_reviewer_in_two_tabs_gets_a_conflict_not_an_overwrite(served) -> None:
-    client_factory, _, _ = served
+    client_factory, *_ = served
     first, second = client_factory(), client_factory()
     image_id = "ROCOv2_2023_test_000001"
     opened = first.predict(image_id, "blip", "Dr Cy", api_name="/review_get")
@@ -210,7 +210,7 @@ def test_same_reviewer_in_two_tabs_gets_a_conflict_not_an_overwrite(served) -> N
 
 
 def test_saved_review_reappears_when_the_item_is_opened_again(served) -> None:
-    client_factory, studio, _ = served
+    client_factory, studio, *_ = served
     client = client_factory()
     image_id = "ROCOv2_2023_test_000002"
     answer = client.predict(image_id, "blip", "Dr Dee", "minor error", "Frontal chest radiograph.",
@@ -228,7 +228,7 @@ def test_saved_review_reappears_when_the_item_is_opened_again(served) -> None:
 
 
 def test_half_written_review_is_kept_as_draft(served) -> None:
-    client_factory, _, _ = served
+    client_factory, *_ = served
     answer = client_factory().predict("ROCOv2_2023_test_000001", "blip", "Dr Eve", "",
                                       "MRI brain, axial", "", 0, api_name="/review_save")
     assert answer["saved"] and answer["status"] == "draft"
@@ -239,7 +239,7 @@ def test_half_written_review_is_kept_as_draft(served) -> None:
 
 
 def test_export_is_spreadsheet_safe_and_complete(served) -> None:
-    client_factory, _, _ = served
+    client_factory, *_ = served
     client = client_factory()
     answer = client.predict("ROCOv2_2023_test_000000", "qwen2-vl", "@Dr Fox", "unusable",
                             "-Axial CT of the chest", "+1 see report", 0, api_name="/review_save")
@@ -263,7 +263,7 @@ def test_export_is_spreadsheet_safe_and_complete(served) -> None:
 
 
 def test_evaluation_tab_pages_and_filters_server_side(served) -> None:
-    client_factory, _, _ = served
+    client_factory, *_ = served
     client = client_factory()
     opened = client.predict(api_name="/open_evaluation")
     summary, label = opened[0], opened[6]
@@ -277,9 +277,19 @@ def test_evaluation_tab_pages_and_filters_server_side(served) -> None:
 
 @pytest.mark.skipif(not HAS_DATA_LAYER, reason="dataset images come through medcap.data")
 def test_missing_captions_are_generated_on_demand(served) -> None:
-    client_factory, studio, _ = served
+    client_factory, studio, *_ = served
     image_id = "ROCOv2_2023_test_000003"  # in the parquet sample, not in the results CSV
     assert studio.comparison.get(image_id).captions == {}
     outputs = client_factory().predict(image_id, "", api_name="/generate_missing")
     assert outputs[-1].startswith("Generated: blip, qwen2-vl")
     assert set(studio.comparison.get(image_id).captions) == {"blip", "qwen2-vl"}
+
+
+def test_page_config_carries_the_disclaimer(served) -> None:
+    import urllib.request
+
+    *_, url = served
+    with urllib.request.urlopen(url + "config") as response:
+        config = response.read().decode("utf-8")
+    assert "not a medical device" in config
+    assert "Research and teaching tool" in config
