@@ -209,7 +209,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             values[-1] = message
             return values
 
-        generate_button.click(generate, [current_id, reviewer], open_outputs,
+        generate_button.click(generate, [image_id_box, reviewer], open_outputs,
                               api_name="generate_missing")
 
         for model, components, save_button in zip(slot_models, slot_components, save_buttons):
