@@ -132,7 +132,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 with gr.Row():
                     plot_metric = gr.Dropdown([], label="Distribution of")
                 plot = gr.BarPlot(x="bin", y="count", color="model", label="Distribution",
-                                  x_title="score", y_title="captions")
+                                  x_title="score", y_title="captions", elem_id="distribution")
 
             # ---------------------------------------------------------------- Export
             with gr.Tab("Export", id="export"):
@@ -268,7 +268,11 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 return None
             table_query = TableQuery(search=search_text or "", model=model_value or ALL,
                                      modality=modality_value or ALL, verdict=verdict_value or ALL)
-            return studio.distribution(metric, table_query)
+            counts = studio.distribution(metric, table_query)
+            centres = sorted(set(counts["bin"]))
+            width = centres[1] - centres[0] if len(centres) > 1 else 1.0
+            # Counts are pre-binned on the server; x_bin makes the browser draw them as bars.
+            return gr.BarPlot(counts, x_bin=float(width), y_aggregate="sum")
 
         def open_evaluation():
             evaluation = studio.evaluation

@@ -130,7 +130,7 @@ class ScoreBook:
             row: dict[str, object] = {"model": model, "captions": len(scores.per_caption)}
             metrics = scores.corpus or {c: float(scores.per_caption[c].mean())
                                         for c in scores.per_caption.columns}
-            row.update({name: round(value, 4) for name, value in metrics.items()})
+            row.update({name: round(value, 3) for name, value in metrics.items()})
             counts = verdicts.get(model, {})
             row.update({name: counts.get(name, 0) for name in verdict_names})
             row["unavailable"] = _group_reasons(scores.unavailable)
