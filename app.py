@@ -162,14 +162,19 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 view = studio.open_item(image_id, name or "")
             except UploadError as exc:
                 raise _user_error(exc) from exc
-            values = item_values(view)
-            return [values[0], values[1], values[2], *values[3:], view.image_id, ""]
+            return [*item_values(view), view.image_id, ""]
 
         open_outputs = item_outputs + [image_id_box, compare_status]
 
+        def open_or_explain(target, name, chosen_modality):
+            if target:
+                return open_item(target, name)
+            return [*[gr.skip()] * (len(open_outputs) - 1),
+                    f"No images with modality {chosen_modality} in {studio.dataset}."]
+
         def step(current, chosen_modality, name, delta):
             target = studio.comparison.step(current or None, delta, chosen_modality or ALL)
-            return open_item(target, name)
+            return open_or_explain(target, name, chosen_modality)
 
         def enter_compare(current, chosen_modality, name):
             """On entering the tab: reopen the current image (fresh reviews) or the first one."""
@@ -190,7 +195,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         previous_button.click(lambda c, m, n: step(c, m, n, -1), [current_id, modality, reviewer],
                               open_outputs, api_visibility="private")
         random_button.click(
-            lambda c, m, n: open_item(studio.comparison.random_id(m or ALL, avoid=c), n),
+            lambda c, m, n: open_or_explain(studio.comparison.random_id(m or ALL, avoid=c), n, m),
             [current_id, modality, reviewer], open_outputs, api_visibility="private")
         modality.change(lambda m, n: step(None, m, n, 0), [modality, reviewer], open_outputs,
                         api_visibility="private")
