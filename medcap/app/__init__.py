@@ -1,0 +1,12 @@
+"""The review studio behind `app.py`, as plain Python that tests can call without a browser.
+
+- `studio.Studio`: state and actions (caption an upload, open / navigate items, generate missing
+  captions, save reviews, export, query the evaluation table);
+- `models.ModelPool`: lazily loaded captioners, load failures become card messages;
+- `comparison`: results CSV + dataset sample joined per image;
+- `scores.ScoreBook`: per-caption scores from `medcap evaluate` output or computed on first use;
+- `table.EvaluationTable`: server-side search / filter / sort / paging (30k rows stay on the server);
+- `cards`, `highlight`, `views`: escaped HTML and the values each widget receives;
+- `options.AppOptions`: the app-only settings (`MEDCAP_RESULTS`, `MEDCAP_EVALUATION`,
+  `MEDCAP_SAMPLE`, `MEDCAP_DATASET_LABEL`); everything else is `medcap.config.Settings`.
+"""

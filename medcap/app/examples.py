@@ -1,0 +1,49 @@
+"""Example uploads for the Caption tab.
+
+Gradio only serves files from the working directory, its temp dir or `allowed_paths`, and the
+pydicom sample files live in site-packages; so examples are copied into the Gradio temp dir once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
+PYDICOM_EXAMPLES = ("CT_small.dcm", "MR_small.dcm")
+
+
+def bundled_examples() -> list[Path]:
+    """The project's assets/examples plus pydicom's CT and MR sample files when installed."""
+    examples: list[Path] = []
+    assets = Path(__file__).resolve().parents[2] / "assets" / "examples"
+    if assets.is_dir():
+        examples += sorted(p for p in assets.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
+    try:
+        from pydicom.data import get_testdata_file
+
+        for name in PYDICOM_EXAMPLES:
+            found = get_testdata_file(name)
+            if found:
+                examples.append(Path(found))
+    except Exception:  # noqa: BLE001 - examples are optional; pydicom may try a download
+        pass
+    return examples
+
+
+def stage_examples(paths: list[Path], destination: Path | None = None) -> list[Path]:
+    """Copy example files where Gradio may serve them; missing files are dropped."""
+    folder = destination or Path(
+        os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-examples"
+    folder.mkdir(parents=True, exist_ok=True)
+    staged = []
+    for path in paths:
+        if not Path(path).is_file():
+            continue
+        target = folder / Path(path).name
+        if not target.exists() or target.stat().st_size != Path(path).stat().st_size:
+            shutil.copyfile(path, target)
+        staged.append(target)
+    return staged

@@ -1,0 +1,109 @@
+"""The app's captioners: created on first use, one lock per model, failures become card errors.
+
+Loading a model is the slow part of the app, so nothing is loaded when the page opens; the first
+caption request for a model loads it. A model that cannot load shows its `ModelLoadError` message
+on its card and the other models still caption.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from PIL import Image
+
+from medcap.app.cards import CaptionCard
+from medcap.models import Caption, Captioner, ModelLoadError, ModelSpec, create_captioner
+
+ProgressCallback = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A model as the pickers show it."""
+
+    label: str
+    family: str
+    description: str
+
+
+class ModelPool:
+    """Lazily created captioners keyed by their label."""
+
+    def __init__(self, specs: Sequence[ModelSpec], problems: dict[str, str] | None = None):
+        self._specs = {spec.label: spec for spec in specs}
+        self.problems = dict(problems or {})
+        self._captioners: dict[str, Captioner] = {}
+        self._locks = {label: threading.Lock() for label in self._specs}
+        self._create_lock = threading.Lock()
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self._specs)
+
+    def choices(self) -> list[ModelChoice]:
+        return [ModelChoice(label, spec.family, spec.describe()) for label, spec in self._specs.items()]
+
+    def prompted_labels(self) -> list[str]:
+        """Models whose prompt a user may edit (the instruction-following ones)."""
+        return [label for label, spec in self._specs.items() if spec.family == "qwen2-vl"]
+
+    def default_prompt(self) -> str:
+        from medcap.models import DEFAULT_QWEN_PROMPT
+
+        for label in self.prompted_labels():
+            return self._specs[label].prompt or DEFAULT_QWEN_PROMPT
+        return DEFAULT_QWEN_PROMPT
+
+    def is_loaded(self, label: str) -> bool:
+        captioner = self._captioners.get(label)
+        return bool(captioner and captioner.loaded)
+
+    def _captioner(self, label: str) -> Captioner:
+        with self._create_lock:
+            if label not in self._captioners:
+                self._captioners[label] = create_captioner(self._specs[label])
+            return self._captioners[label]
+
+    def caption_one(self, label: str, images: Sequence[Image.Image], prompt: str | None = None
+                    ) -> list[Caption]:
+        """Caption with one model; the prompt override applies to prompted models only.
+
+        The spec is swapped under the model's lock, so concurrent users with different prompts
+        never see each other's prompt and the weights are not reloaded.
+        """
+        if label not in self._specs:
+            raise ModelLoadError(f"Unknown model '{label}'. Available: {', '.join(self._specs)}.")
+        captioner = self._captioner(label)
+        with self._locks[label]:
+            original = captioner.spec
+            if prompt and prompt.strip() and original.family == "qwen2-vl":
+                captioner.spec = original.with_overrides(prompt=prompt.strip())
+            try:
+                return captioner.caption(list(images))
+            finally:
+                captioner.spec = original
+
+    def caption_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
+                      progress: ProgressCallback | None = None) -> list[CaptionCard]:
+        """One card per requested model, in the order asked; errors are carried, not raised."""
+        cards = []
+        for index, label in enumerate(labels):
+            if progress:
+                state = "" if self.is_loaded(label) else " (loading the model on first use)"
+                progress(index / max(1, len(labels)), f"Captioning with {label}{state}…")
+            cards.append(self._card(label, image, prompt))
+        return cards
+
+    def _card(self, label: str, image: Image.Image, prompt: str | None) -> CaptionCard:
+        if label in self.problems:
+            return CaptionCard(model=label, error=self.problems[label])
+        try:
+            caption = self.caption_one(label, [image], prompt)[0]
+        except ModelLoadError as exc:
+            return CaptionCard(model=label, error=str(exc))
+        except Exception as exc:  # noqa: BLE001 - a failed generation is shown on its card
+            return CaptionCard(model=label, error=f"Captioning failed: {type(exc).__name__}: {exc}")
+        return CaptionCard(model=label, caption=caption.text, seconds=caption.seconds,
+                           tokens=tuple(caption.tokens))

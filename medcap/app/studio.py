@@ -1,0 +1,317 @@
+"""Everything the UI does, without the UI: `app.py` only turns these results into components.
+
+A `Studio` holds the model pool, the review store, the comparison set and the scores, and is
+safe to call from Gradio's worker threads. Slow things (dataset sample, scoring, model weights)
+happen on first use, so building the page stays fast.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pandas as pd
+from PIL import Image
+
+from medcap.app.cards import CaptionCard
+from medcap.app.comparison import ComparisonSet, build_comparison_set, read_results_csv
+from medcap.app.models import ModelPool
+from medcap.app.options import AppOptions
+from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
+from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
+from medcap.review import (
+    VERDICTS,
+    Review,
+    ReviewContext,
+    ReviewInput,
+    ReviewKey,
+    ReviewRevision,
+    ReviewStore,
+    SaveOutcome,
+    export_reviews_csv,
+)
+
+Progress = Callable[[float, str], None]
+
+
+class UploadError(ValueError):
+    """An upload that cannot be shown or captioned; the message is for the user."""
+
+
+@dataclass
+class UploadResult:
+    preview: Image.Image
+    metadata: dict[str, str]
+    cards: list[CaptionCard]
+    source_format: str
+
+
+@dataclass
+class ReviewSlot:
+    """One model's caption card plus the reviewer's saved review and others' verdicts."""
+
+    model: str
+    card: CaptionCard
+    review: Review | None
+    others: list[tuple[str, str]] = field(default_factory=list)
+    history: list[ReviewRevision] = field(default_factory=list)
+
+
+@dataclass
+class ItemView:
+    image_id: str
+    image: Image.Image | None
+    image_note: str
+    ground_truth: str
+    modality: str
+    slots: list[ReviewSlot]
+
+
+def _load_upload(path: str | Path) -> tuple[Image.Image, Image.Image, dict[str, str], str]:
+    """(model image, display image, metadata, format) through `medcap.data` (DICOM included)."""
+    try:
+        from medcap.data import ImageLoadError, load_image
+    except ImportError:  # data layer not installed: plain images only
+        try:
+            with Image.open(path) as opened:
+                image = opened.convert("RGB")
+        except Exception as exc:  # noqa: BLE001 - any decoder error is a user-facing message
+            raise UploadError(f"Cannot read {Path(path).name} as an image "
+                              f"({type(exc).__name__}); upload a PNG, JPEG or DICOM file.") from exc
+        return image, image, {}, "image"
+    try:
+        loaded = load_image(Path(path), name=Path(path).name)
+    except ImageLoadError as exc:
+        raise UploadError(str(exc)) from exc
+    return loaded.image, loaded.display, dict(loaded.metadata), loaded.source_format
+
+
+def _dataset_label(settings: Any, options: AppOptions) -> str:
+    if options.dataset_label:
+        return options.dataset_label
+    source = getattr(settings, "data_source", None)
+    if source:
+        name = Path(str(source)).name if os.path.exists(str(source)) else str(source)
+        return f"{name}:{getattr(settings, 'data_split', '') or 'all'}"
+    if options.results_csv:
+        return Path(options.results_csv).stem
+    return "uploads"
+
+
+class Studio:
+    """The review studio's state and actions."""
+
+    def __init__(self, settings: Any, options: AppOptions | None = None,
+                 pool: ModelPool | None = None, store: ReviewStore | None = None):
+        self.settings = settings
+        self.options = options or AppOptions.from_env()
+        if pool is None:
+            specs, problems = settings.model_specs()
+            pool = ModelPool(specs, problems)
+        self.pool = pool
+        self.store = store or ReviewStore(settings.reviews_db)
+        self.dataset = _dataset_label(settings, self.options)
+        self.results = (read_results_csv(self.options.results_csv)
+                        if self.options.results_csv else None)
+        self.data_problem = ""
+        self._comparison: ComparisonSet | None = None
+        self._scores: ScoreBook | None = None
+        self._table: EvaluationTable | None = None
+        self._lock = threading.RLock()
+
+    @classmethod
+    def from_environment(cls) -> "Studio":
+        from medcap.config import load_settings
+
+        return cls(load_settings(), AppOptions.from_env())
+
+    def warm_up(self) -> None:
+        """Read the dataset sample and score the captions now, so the first Compare / Evaluation
+        click does not wait for them (the metrics' first run loads WordNet, seconds)."""
+        try:
+            _ = self.evaluation
+        except Exception as exc:  # noqa: BLE001 - the same error resurfaces on first use
+            self.data_problem = self.data_problem or f"Preparing the comparison failed: {exc}"
+
+    def warm_up_in_background(self) -> threading.Thread:
+        thread = threading.Thread(target=self.warm_up, name="medcap-warm-up", daemon=True)
+        thread.start()
+        return thread
+
+    # -- models --------------------------------------------------------------------------------
+
+    @property
+    def slot_models(self) -> list[str]:
+        """Models that get a card in Compare: configured ones, then any others in the results."""
+        models = list(self.pool.labels)
+        if self.results is not None:
+            models += [m for m in dict.fromkeys(self.results["model"]) if m not in models]
+        return models
+
+    def caption_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
+                       progress: Progress | None = None) -> UploadResult:
+        if not path:
+            raise UploadError("Upload a PNG, JPEG or DICOM file first.")
+        if not labels:
+            raise UploadError("Choose at least one model.")
+        image, display, metadata, source_format = _load_upload(path)
+        cards = self.pool.caption_cards(list(labels), image, prompt, progress)
+        return UploadResult(display, metadata, cards, source_format)
+
+    # -- comparison ----------------------------------------------------------------------------
+
+    @property
+    def comparison(self) -> ComparisonSet:
+        with self._lock:
+            if self._comparison is None:
+                self._comparison = build_comparison_set(self.dataset, self.results,
+                                                        self._dataset_records())
+            return self._comparison
+
+    def _dataset_records(self) -> list[Any]:
+        source = getattr(self.settings, "data_source", None)
+        if not source:
+            return []
+        try:
+            from medcap.data import iter_records
+
+            return list(iter_records(source, split=getattr(self.settings, "data_split", None),
+                                     limit=self.options.sample_size))
+        except Exception as exc:  # noqa: BLE001 - the app still works from the results CSV
+            self.data_problem = f"Could not read the dataset {source}: {exc}"
+            return []
+
+    @property
+    def scores(self) -> ScoreBook:
+        with self._lock:
+            if self._scores is None:
+                evaluation = (read_evaluation_csv(self.options.evaluation_csv)
+                              if self.options.evaluation_csv else None)
+                self._scores = ScoreBook(self.comparison, evaluation)
+            return self._scores
+
+    def open_item(self, image_id: str | None, reviewer: str = "") -> ItemView:
+        comparison = self.comparison
+        item = comparison.get(image_id or "") if image_id else None
+        if item is None:
+            raise UploadError(f"No image with id '{image_id}' in {self.dataset}." if image_id
+                              else "No images loaded: configure a dataset or a results CSV.")
+        image, note = None, ""
+        if item.record is not None:
+            try:
+                image = item.record.load().display
+            except Exception as exc:  # noqa: BLE001 - show why, keep the captions reviewable
+                note = f"Image could not be loaded: {exc}"
+        else:
+            note = "The image is not in the loaded dataset sample; captions only."
+        reviews = self.store.reviews_for_item(self.dataset, item.image_id)
+        slots = []
+        for model in self.slot_models:
+            caption = item.captions.get(model, "")
+            card = CaptionCard(
+                model=model, caption=caption, seconds=item.seconds.get(model),
+                error=item.errors.get(model, ""),
+                scores=self.scores.scores(item.image_id, model) if caption else {},
+                shared_words=frozenset(shared_words(caption, item.ground_truth)) if caption else frozenset(),
+            )
+            mine = self.store.get(ReviewKey(self.dataset, item.image_id, model, reviewer))
+            others = [(r.key.reviewer, r.summary()) for r in reviews
+                      if r.key.model == model and (mine is None or r.key != mine.key)]
+            history = self.store.history(mine.key) if mine and mine.version > 1 else []
+            slots.append(ReviewSlot(model, card, mine, others, history))
+        return ItemView(item.image_id, image, note, item.ground_truth, item.modality, slots)
+
+    def generate_missing(self, image_id: str, progress: Progress | None = None) -> str:
+        """Caption the item with every configured model that has no caption for it yet."""
+        item = self.comparison.get(image_id)
+        if item is None:
+            raise UploadError(f"No image with id '{image_id}'.")
+        missing = [m for m in self.pool.labels if m not in item.captions]
+        if not missing:
+            return "Every model already has a caption for this image."
+        if item.record is None:
+            raise UploadError("This image is not in the loaded dataset sample, so it cannot be captioned.")
+        image = item.record.load().image
+        cards = self.pool.caption_cards(missing, image, None, progress)
+        done, failed = [], []
+        for card in cards:
+            if card.error:
+                failed.append(f"{card.model}: {card.error}")
+                continue
+            self.comparison.add_caption(item.image_id, card.model, card.caption, card.seconds)
+            self.scores.invalidate(card.model)
+            done.append(card.model)
+        with self._lock:
+            self._table = None  # new captions change the evaluation table
+        message = f"Generated: {', '.join(done)}." if done else "Nothing generated."
+        return message + (" Failed: " + "; ".join(failed) if failed else "")
+
+    # -- reviews -------------------------------------------------------------------------------
+
+    def save_review(self, image_id: str, model: str, reviewer: str, verdict: str | None,
+                    corrected_caption: str, note: str, base_version: int) -> SaveOutcome:
+        """Validate and store; raises `ReviewValidationError` / `ReviewConflict` for the UI."""
+        item = self.comparison.get(image_id)
+        caption = item.captions.get(model, "") if item else ""
+        context = ReviewContext(
+            generated_caption=caption,
+            ground_truth=item.ground_truth if item else "",
+            modality=item.modality if item else "",
+            scores=self.scores.scores(image_id, model) if caption else {},
+        )
+        outcome = self.store.save(ReviewInput(
+            key=ReviewKey(self.dataset, str(image_id), model, reviewer), verdict=verdict or None,
+            corrected_caption=corrected_caption or "", note=note or "",
+            base_version=int(base_version or 0), context=context))
+        with self._lock:
+            if self._table is not None:
+                self._table.set_verdicts(self._verdicts())
+        return outcome
+
+    def export_reviews(self) -> Path:
+        """All completed reviews (drafts left out) as a spreadsheet-safe CSV file."""
+        reviews = self.store.all_reviews()
+        if not reviews:
+            raise UploadError("No completed reviews to export yet.")
+        folder = self.options.export_dir or Path(
+            os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-exports"
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        return export_reviews_csv(reviews, Path(folder) / f"medcap-reviews-{stamp}.csv")
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    def _verdicts(self) -> dict[tuple[str, str], str]:
+        joined: dict[tuple[str, str], list[str]] = {}
+        for review in self.store.all_reviews(self.dataset):
+            joined.setdefault((review.key.image_id, review.key.model), []).append(review.verdict or "")
+        return {k: "; ".join(sorted(set(v))) for k, v in joined.items()}
+
+    @property
+    def evaluation(self) -> EvaluationTable:
+        with self._lock:
+            if self._table is None:
+                frame = self.scores.table_frame(self.slot_models)
+                self._table = EvaluationTable(frame, verdicts=self._verdicts())
+            return self._table
+
+    def query_table(self, query: TableQuery) -> TablePage:
+        table = self.evaluation
+        with self._lock:
+            return table.query(query)
+
+    def distribution(self, metric: str, query: TableQuery) -> pd.DataFrame:
+        """Histogram (bin, count, model) of one metric over the rows matching the filters."""
+        table = self.evaluation
+        with self._lock:
+            values = table.metric_values(metric, query)
+        return histogram(values, metric, self.options.histogram_bins)
+
+    def summary(self) -> pd.DataFrame:
+        table = self.evaluation
+        models = table.models or self.slot_models
+        return self.scores.summary(models, self.store.verdict_counts(self.dataset), VERDICTS)

@@ -1,0 +1,108 @@
+"""Turn `Studio` results into the plain values Gradio components take (no gradio import here).
+
+Keeping this apart from `app.py` lets tests check what each widget receives without a browser.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from medcap.app.cards import (
+    caption_card_html,
+    caption_row_html,
+    ground_truth_html,
+    history_html,
+    metadata_html,
+    other_reviews_html,
+)
+from medcap.app.studio import ItemView, ReviewSlot, UploadResult
+from medcap.app.table import TablePage
+from medcap.review import Review, ReviewConflict, ReviewError, SaveOutcome
+
+
+@dataclass(frozen=True)
+class SlotValues:
+    """What one model's review column shows: card, the reviewer's saved fields, status line."""
+
+    card_html: str
+    verdict: str | None
+    corrected_caption: str
+    note: str
+    version: int
+    status: str
+
+    def as_list(self) -> list[Any]:
+        return [self.card_html, self.verdict, self.corrected_caption, self.note, self.version,
+                self.status]
+
+
+SLOT_FIELDS = 6
+"""Number of components per review slot, in `SlotValues.as_list` order."""
+
+
+def upload_values(result: UploadResult) -> tuple[Any, str, str, list[dict[str, Any]]]:
+    """(preview image, metadata HTML, caption cards HTML, captions as JSON for API clients)."""
+    captions = [{"model": c.model, "caption": c.caption, "seconds": c.seconds, "error": c.error}
+                for c in result.cards]
+    metadata = dict(result.metadata)
+    if result.source_format:
+        metadata = {"Format": result.source_format, **metadata}
+    return result.preview, metadata_html(metadata), caption_row_html(result.cards), captions
+
+
+def _review_status(review: Review | None) -> str:
+    if review is None:
+        return ""
+    kind = "Draft" if review.is_draft else "Saved review"
+    return f"{kind}, version {review.version}, {review.updated_at}."
+
+
+def slot_values(slot: ReviewSlot) -> SlotValues:
+    review = slot.review
+    card = caption_card_html(slot.card, highlight=True, show_scores=True)
+    return SlotValues(
+        card_html=card + other_reviews_html(slot.others) + history_html(slot.history),
+        verdict=review.verdict if review else None,
+        corrected_caption=review.corrected_caption if review else "",
+        note=review.note if review else "",
+        version=review.version if review else 0,
+        status=_review_status(review),
+    )
+
+
+def item_values(view: ItemView) -> list[Any]:
+    """[image_id, image, ground-truth HTML, *slot values...] in the order app.py wires them."""
+    truth = ground_truth_html(view.image_id, view.ground_truth, view.modality)
+    if view.image_note:
+        truth += f'<div class="mc-meta">{html.escape(view.image_note)}</div>'
+    values: list[Any] = [view.image_id, view.image, truth]
+    for slot in view.slots:
+        values += slot_values(slot).as_list()
+    return values
+
+
+def save_values(result: SaveOutcome | ReviewError, base_version: int) -> tuple[int, str]:
+    """(version to keep editing from, status text) after a save attempt."""
+    if isinstance(result, SaveOutcome):
+        return result.review.version, "✅ " + result.message
+    if isinstance(result, ReviewConflict):
+        return base_version, "⚠️ " + str(result)
+    return base_version, "❌ " + str(result)
+
+
+def review_dict(review: Review | None) -> dict[str, Any]:
+    """A review as JSON for the API endpoints."""
+    if review is None:
+        return {"found": False, "version": 0}
+    return {"found": True, "verdict": review.verdict, "corrected_caption": review.corrected_caption,
+            "note": review.note, "reviewer": review.key.reviewer, "version": review.version,
+            "status": review.status, "updated_at": review.updated_at}
+
+
+def page_values(page: TablePage) -> tuple[pd.DataFrame, str, int]:
+    """(rows for the Dataframe, 'Rows a–b of n' label, the page actually shown)."""
+    return page.rows, page.label, page.page

@@ -1,0 +1,131 @@
+"""The real page in headless Chromium: upload and caption, review, evaluation, export.
+
+Needs Debian's `chromium` (/usr/bin/chromium) and `pip install playwright` (no browser
+download); skips cleanly when either is missing. Saves one screenshot per tab under
+test-output/ (or $MEDCAP_TEST_OUTPUT).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.test_app import launch_app
+
+CHROMIUM = Path(os.environ.get("MEDCAP_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
+                  "--disable-background-networking", "--disable-component-update",
+                  "--no-first-run"]
+OUTPUT = Path(os.environ.get("MEDCAP_TEST_OUTPUT",
+                             Path(__file__).resolve().parents[1] / "test-output"))
+TIMEOUT_MS = 60_000
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+if not CHROMIUM.exists():
+    pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
+    work = tmp_path_factory.mktemp("browser")
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
+    demo, url, studio = launch_app(work, tiny_blip_dir, tiny_qwen2_vl_dir)
+    try:
+        yield url, studio, work
+    finally:
+        demo.close()
+        monkey.undo()
+
+
+@pytest.fixture(scope="module")
+def page(page_url):
+    url = page_url[0]
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.goto(url, wait_until="load")
+        page.get_by_text("not a medical device").first.wait_for()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def textbox(page, elem_id: str):
+    return page.locator(f"#{elem_id} textarea, #{elem_id} input").first
+
+
+def open_tab(page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def test_1_caption_tab_upload_and_caption(page, tmp_path) -> None:
+    image = tmp_path / "scan.png"
+    Image.new("RGB", (64, 48), (40, 90, 160)).save(image)
+    page.locator("#upload input[type=file]").set_input_files(str(image))
+    page.locator("#caption-button").click()
+    card = page.locator('#caption-cards [data-model="blip"] .mc-caption')
+    card.wait_for()
+    assert card.inner_text().strip()
+    assert "s" in page.locator('#caption-cards [data-model="blip"] .mc-meta').inner_text()
+    page.screenshot(path=str(OUTPUT / "tab-1-caption.png"), full_page=True)
+
+
+def test_2_compare_tab_review_is_saved_and_reappears(page, page_url) -> None:
+    _, studio, _ = page_url
+    open_tab(page, "Compare")
+    reviewer = textbox(page, "reviewer")
+    reviewer.fill("Dr Browser")
+    textbox(page, "image-id").fill("ROCOv2_2023_test_000000")
+    page.get_by_role("button", name="Open").click()
+    page.get_by_text("Ground truth — ROCOv2_2023_test_000000").wait_for()
+    page.locator("#verdict-0").get_by_label("minor error", exact=True).check()
+    textbox(page, "corrected-0").fill("Axial CT of the chest, lung window.")
+    page.locator("#save-0").click()
+    page.locator("#status-0").get_by_text("Saved: minor error").wait_for()
+    saved = studio.store.reviews_for_item("roco-test", "ROCOv2_2023_test_000000")
+    assert [(r.key.reviewer, r.verdict) for r in saved] == [("Dr Browser", "minor error")]
+    page.screenshot(path=str(OUTPUT / "tab-2-compare.png"), full_page=True)
+    # Away and back again: the saved review is shown in the widgets.
+    page.locator("#next-button").click()
+    page.get_by_text("Ground truth — ROCOv2_2023_test_000000").wait_for(state="detached")
+    textbox(page, "image-id").fill("ROCOv2_2023_test_000000")
+    page.get_by_role("button", name="Open").click()
+    page.locator("#status-0").get_by_text("Saved review, version 1").wait_for()
+    assert textbox(page, "corrected-0").input_value() == "Axial CT of the chest, lung window."
+
+
+def test_3_evaluation_tab_shows_a_page_and_opens_a_row(page, page_url) -> None:
+    _, studio, _ = page_url
+    open_tab(page, "Evaluation")
+    page.locator("#page-label").get_by_text("Rows 1–4 of 4").wait_for()
+    if studio.evaluation.metrics:  # scores exist when medcap.metrics is installed
+        page.locator("#distribution canvas, #distribution svg").first.wait_for()
+    page.screenshot(path=str(OUTPUT / "tab-3-evaluation.png"), full_page=True)
+    page.locator("#evaluation-table").get_by_text("mri of the brain").first.click()
+    page.get_by_text("Ground truth — ROCOv2_2023_test_000001").wait_for()
+
+
+def test_4_export_tab_downloads_a_safe_csv(page, page_url) -> None:
+    url = page_url[0]
+    open_tab(page, "Export")
+    page.locator("#export-button").click()
+    link = page.locator("#export-file a").first
+    link.wait_for()
+    page.screenshot(path=str(OUTPUT / "tab-4-export.png"), full_page=True)
+    href = link.get_attribute("href")
+    with urllib.request.urlopen(href if href.startswith("http") else url.rstrip("/") + href) as r:
+        raw = r.read()
+    assert raw.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
+    assert [(r["reviewer"], r["verdict"]) for r in rows] == [("Dr Browser", "minor error")]
