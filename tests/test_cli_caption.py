@@ -1,0 +1,170 @@
+"""`python -m medcap caption` end to end on tiny models: folders, parquet, resume, bad inputs."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from medcap.cli import main
+from medcap.results import COLUMNS, ResultsWriter, ResultRow
+from tests.conftest import REPO_ROOT
+from tests.support.data_fixtures import (
+    gray_png,
+    rgb_jpeg,
+    rocov2_rows,
+    write_image_folder,
+    write_rocov2_parquet,
+)
+
+
+def _rows(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture()
+def image_folder(tmp_path: Path) -> Path:
+    return write_image_folder(
+        tmp_path / "images",
+        {"a.png": gray_png(48, 32), "b.jpg": rgb_jpeg(40, 30), "c.png": gray_png(20, 60),
+         "broken.png": b"this is not an image"},
+        captions={"a": "CT of the chest.", "b": "Axial MRI.", "c": "Lateral radiograph."},
+    )
+
+
+def test_folder_with_two_models_writes_every_row(tmp_path, image_folder, tiny_blip_dir,
+                                                 tiny_qwen2_vl_dir, capsys):
+    out = tmp_path / "results.csv"
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--model",
+                 f"qwen2-vl={tiny_qwen2_vl_dir}", "--images", str(image_folder), "--out", str(out),
+                 "--max-new-tokens", "6", "--batch-size", "2", "--no-progress"])
+    assert code == 0
+    rows = _rows(out)
+    assert list(rows[0]) == COLUMNS
+    assert sorted((r["model"], r["image_id"]) for r in rows) == sorted(
+        (m, i) for m in ("blip", "qwen2-vl") for i in ("a", "b", "broken", "c"))
+    by_key = {(r["model"], r["image_id"]): r for r in rows}
+    assert by_key[("blip", "a")]["original_caption"] == "CT of the chest."
+    assert by_key[("blip", "a")]["generated_caption"]
+    assert float(by_key[("qwen2-vl", "c")]["processing_time_sec"]) > 0
+    broken = by_key[("blip", "broken")]
+    assert broken["generated_caption"] == "" and "broken.png" in broken["error"]
+    assert "blip: captioned 4 new image(s)" in capsys.readouterr().err
+
+
+def test_parquet_source_with_limit_split_and_modality(tmp_path, tiny_blip_dir):
+    parquet = write_rocov2_parquet(tmp_path / "test.parquet", rocov2_rows(5))
+    out = tmp_path / "r.csv"
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(parquet),
+                 "--out", str(out), "--limit", "3", "--split", "test", "--no-progress"])
+    assert code == 0
+    rows = _rows(out)
+    assert [r["image_id"] for r in rows] == [f"ROCOv2_2023_test_{i:06d}" for i in (1, 2, 3)]
+    assert [r["modality"] for r in rows] == ["CT", "MRI", "X-ray"]
+    assert rows[0]["original_caption"] == "CT chest showing a right lower lobe mass."
+    assert all(r["split"] == "test" for r in rows)
+
+
+def test_rerun_resumes_without_duplicates(tmp_path, tiny_blip_dir):
+    parquet = write_rocov2_parquet(tmp_path / "test.parquet", rocov2_rows(6))
+    out = tmp_path / "r.csv"
+    args = ["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(parquet),
+            "--out", str(out), "--no-progress", "--batch-size", "2"]
+    assert main(args + ["--limit", "2"]) == 0
+    first = _rows(out)
+    assert main(args) == 0
+    rows = _rows(out)
+    assert [r["image_id"] for r in rows] == [f"ROCOv2_2023_test_{i:06d}" for i in range(1, 7)]
+    assert rows[:2] == first  # finished rows untouched
+
+
+def test_torn_last_line_is_cut_on_resume(tmp_path):
+    out = tmp_path / "r.csv"
+    writer = ResultsWriter(out)
+    writer.write([ResultRow("x1", "gt, with comma", "a\nmultiline caption", 0.5, "blip",
+                            ResultRow.now(), "test")])
+    with open(out, "ab") as handle:
+        handle.write(b'x2,"half a capt')  # a kill in the middle of a write
+    resumed = ResultsWriter(out)
+    assert resumed.repaired_bytes == len(b'x2,"half a capt')
+    assert resumed.done == {("x1", "blip")}
+    rows = _rows(out)
+    assert len(rows) == 1 and rows[0]["generated_caption"] == "a\nmultiline caption"
+
+
+def test_killed_run_resumes_exactly(tmp_path, tiny_blip_dir):
+    parquet = write_rocov2_parquet(tmp_path / "test.parquet", rocov2_rows(40))
+    out = tmp_path / "r.csv"
+    cmd = [sys.executable, "-m", "medcap", "caption", "--model", f"blip={tiny_blip_dir}",
+           "--images", str(parquet), "--out", str(out), "--batch-size", "1", "--no-progress",
+           "--max-new-tokens", "40", "--num-beams", "4"]
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if out.exists() and out.read_bytes().count(b"\n") >= 4:  # header + 3 rows
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted = len(_rows(out))
+    assert 3 <= interrupted < 40, "the run should have been killed part-way"
+    result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert f"resuming: {interrupted} (image, model) results already" in result.stderr
+    ids = [r["image_id"] for r in _rows(out)]
+    assert sorted(ids) == sorted(f"ROCOv2_2023_test_{i:06d}" for i in range(1, 41))
+
+
+def test_unloadable_model_is_reported_and_others_still_run(tmp_path, image_folder, tiny_blip_dir,
+                                                           capsys):
+    out = tmp_path / "r.csv"
+    code = main(["caption", "--model", f"qwen2-vl={tmp_path / 'missing'}", "--model",
+                 f"blip={tiny_blip_dir}", "--images", str(image_folder), "--out", str(out),
+                 "--no-progress"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert f"error: The qwen2-vl model directory '{tmp_path / 'missing'}' does not exist." in err
+    assert {r["model"] for r in _rows(out)} == {"blip"}
+
+
+def test_unknown_model_and_missing_source_are_messages(tmp_path, tiny_blip_dir, capsys):
+    assert main(["caption", "--model", "gpt9", "--images", str(tmp_path), "--out",
+                 str(tmp_path / "r.csv")]) == 2
+    assert "error: Unknown model 'gpt9'" in capsys.readouterr().err
+    assert main(["caption", "--model", f"blip={tiny_blip_dir}", "--images",
+                 str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.csv"), "--no-progress"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+def test_out_file_that_is_not_a_results_csv_is_not_touched(tmp_path, image_folder, tiny_blip_dir,
+                                                           capsys):
+    out = tmp_path / "notes.csv"
+    out.write_text("name,score\nx,1\n")
+    assert main(["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(image_folder),
+                 "--out", str(out)]) == 2
+    assert "is not a medcap results CSV" in capsys.readouterr().err
+    assert out.read_text() == "name,score\nx,1\n"
+
+
+def test_adapter_and_prompt_flags_reach_the_spec(tiny_blip2_dir, tiny_blip2_adapter_dir):
+    from medcap.cli import build_parser
+    from medcap.cli.caption import build_specs
+
+    args = build_parser().parse_args([
+        "caption", "--model", f"blip2-lora={tiny_blip2_dir}", "--model", "qwen2-vl",
+        "--adapter", f"blip2-lora={tiny_blip2_adapter_dir}", "--prompt", "Describe the CT.",
+        "--images", "x", "--out", "y"])
+    specs, problems = build_specs(args)
+    assert problems == []
+    lora, qwen = specs
+    assert lora.adapter == str(tiny_blip2_adapter_dir) and lora.source == str(tiny_blip2_dir)
+    assert lora.prompt is None and qwen.prompt == "Describe the CT."
