@@ -49,6 +49,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
     p.add_argument("--quantization", default=None, choices=["8bit", "4bit"],
                    help="bitsandbytes quantization (CUDA only), e.g. for BLIP-2 6.7B")
+    p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
+                   help="vllm: serve Qwen2-VL models through a vLLM engine (CUDA + pip install "
+                        "vllm; use a large --batch-size such as 256 so it can batch continuously)")
     p.add_argument("--overwrite", action="store_true", help="start a fresh CSV instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(_run=run)
@@ -120,7 +123,12 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
     """Caption every pending image of the source with one model; returns images captioned."""
     from medcap.data import iter_records
 
-    captioner = create_captioner(spec)
+    if getattr(args, "backend", "transformers") == "vllm":
+        from medcap.models.vllm_backend import create_vllm_captioner
+
+        captioner = create_vllm_captioner(spec)
+    else:
+        captioner = create_captioner(spec)
     captioner.load()  # fail fast, before reading any image
     records = _pending(iter_records(args.images, split=args.split, limit=args.limit), writer,
                        spec.label)

@@ -184,11 +184,19 @@ class Captioner(ABC):
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         kwargs = self.spec.generation.generate_kwargs()
         kwargs.update(self._extra_generate_kwargs())
+        recorder = None
+        if self._greedy:
+            # Keep one probability per row and step instead of every step's vocabulary-sized
+            # scores (8 x 128 x 152k floats = 620 MB for Qwen2-VL), which capped the batch size.
+            from transformers import LogitsProcessorList
+
+            recorder = _ChosenTokenLogprob()
+            kwargs["logits_processor"] = LogitsProcessorList([recorder])
         with torch.inference_mode():
             out = self.model.generate(
-                **inputs, return_dict_in_generate=True, output_scores=True, **kwargs
+                **inputs, return_dict_in_generate=True, output_scores=recorder is None, **kwargs
             )
-        generated, probs = self._generated_tokens(out)
+            generated, probs = self._generated_tokens(out, recorder)
         seconds = (time.perf_counter() - started) / len(images)
         return [self._make_caption(ids, p, seconds) for ids, p in zip(generated, probs)]
 
@@ -199,15 +207,31 @@ class Captioner(ABC):
             return value.to(self.device, dtype=self.dtype)
         return value.to(self.device)
 
+    def _from_pretrained_kwargs(self) -> dict[str, Any]:
+        """dtype and, when the spec names one, the attention implementation."""
+        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        if self.spec.attn_implementation:
+            kwargs["attn_implementation"] = self.spec.attn_implementation
+        return kwargs
+
     def _extra_generate_kwargs(self) -> dict[str, Any]:
         return {}
 
-    def _generated_tokens(self, out: Any) -> tuple[list[list[int]], list[list[float]]]:
+    @property
+    def _greedy(self) -> bool:
+        generation = self.spec.generation
+        return generation.num_beams == 1 and not generation.do_sample
+
+    def _generated_tokens(
+        self, out: Any, recorder: "_ChosenTokenLogprob | None" = None
+    ) -> tuple[list[list[int]], list[list[float]]]:
         """The new token ids of each row (prompt and padding removed) and their probabilities."""
-        steps = len(out.scores)
+        steps = len(recorder.steps) if recorder is not None else len(out.scores)
         new_ids = out.sequences[:, out.sequences.shape[1] - steps :]
         beam_indices = getattr(out, "beam_indices", None)
-        if beam_indices is not None and self.spec.generation.num_beams > 1:
+        if recorder is not None:
+            logprobs = torch.stack(recorder.steps, dim=1)  # batch x steps
+        elif beam_indices is not None and self.spec.generation.num_beams > 1:
             logprobs = self.model.compute_transition_scores(
                 out.sequences, out.scores, beam_indices, normalize_logits=True
             )
@@ -263,6 +287,22 @@ class Captioner(ABC):
     @abstractmethod
     def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
         """Processor outputs (tensors) for a batch of RGB images."""
+
+
+class _ChosenTokenLogprob:
+    """A logits processor that records, per step, the log-probability of the token greedy
+    decoding will pick (a plain callable, so importing medcap does not import transformers).
+
+    `generate` appends custom processors after its own (repetition penalty, min length), so the
+    scores seen here are the final ones and greedy decoding takes their arg-max.
+    """
+
+    def __init__(self) -> None:
+        self.steps: list[torch.Tensor] = []
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        self.steps.append(torch.log_softmax(scores.float(), dim=-1).amax(dim=-1))
+        return scores
 
 
 def _tidy(text: str) -> str:

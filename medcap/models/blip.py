@@ -19,7 +19,8 @@ class BlipCaptioner(Captioner):
         from transformers import BlipForConditionalGeneration, BlipProcessor
 
         processor = BlipProcessor.from_pretrained(str(weights_dir))
-        model = BlipForConditionalGeneration.from_pretrained(str(weights_dir), dtype=self.dtype)
+        model = BlipForConditionalGeneration.from_pretrained(str(weights_dir),
+                                                             **self._from_pretrained_kwargs())
         return model, processor
 
     def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:

@@ -20,7 +20,7 @@ class Blip2Captioner(Captioner):
 
         processor = Blip2Processor.from_pretrained(str(weights_dir))
         processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
-        kwargs: dict[str, Any] = {"dtype": self.dtype}
+        kwargs: dict[str, Any] = self._from_pretrained_kwargs()
         if self.spec.quantization:
             from transformers import BitsAndBytesConfig
 

@@ -30,7 +30,8 @@ class Qwen2VLCaptioner(Captioner):
                 f"(pip install -r requirements.txt) and check preprocessor files are present."
             )
         processor.tokenizer.padding_side = "left"
-        model = AutoModelForImageTextToText.from_pretrained(str(weights_dir), dtype=self.dtype)
+        model = AutoModelForImageTextToText.from_pretrained(str(weights_dir),
+                                                            **self._from_pretrained_kwargs())
         return model, processor
 
     @property

@@ -59,6 +59,9 @@ class ModelSpec:
     quantization: str | None = None
     batch_size: int = 8
     max_pixels: int | None = None
+    # None lets transformers pick (SDPA where the model supports it); "flash_attention_2" on GPUs
+    # with flash-attn installed, "eager" to debug.
+    attn_implementation: str | None = None
     generation: GenerationSettings = field(default_factory=GenerationSettings)
     check_memory: bool = True
     description: str = ""

@@ -1,0 +1,103 @@
+"""Keeps benchmarks/bench_caption.py from rotting (tiny models, 2 images, no timing asserts) and
+checks that the lean greedy probability path gives the same numbers as generate's scores."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+
+import _common  # noqa: E402
+import bench_caption  # noqa: E402
+
+from medcap.models import create_captioner, resolve_spec  # noqa: E402
+
+
+def test_benchmark_runs_both_paths_on_tiny_models(tmp_path, capsys):
+    argv = ["--size", "tiny", "--images", "2", "--new-tokens", "4", "--batch-size", "2",
+            "--warmup", "0", "--cache-dir", str(tmp_path), "--image-sizes", "64x48,40x56"]
+    assert bench_caption.main(argv) == 0
+    out = capsys.readouterr().out
+    table = [line for line in out.splitlines() if line.startswith("| ")]
+    assert len(table) == 5  # header + 2 models x (seed, batched)
+    for label in ("BLIP (tiny)", "Qwen2-VL (tiny)"):
+        rows = [line for line in table if line.startswith(f"| {label} |")]
+        assert [r.split("|")[2].strip().split(" ")[0] for r in rows] == ["seed", "medcap"]
+        assert all(r.split("|")[4].strip() == "4" for r in rows)  # equal output: 4 tokens each
+        assert rows[0].rstrip(" |").endswith("1.00x") and rows[1].rstrip(" |").endswith("x")
+
+
+def test_bench_model_results_count_real_tokens_and_memory(tmp_path):
+    config = bench_caption.parse_args(["--size", "tiny", "--images", "2", "--new-tokens", "3",
+                                       "--warmup", "1", "--cache-dir", str(tmp_path)])
+    seed, batched = bench_caption.bench_model("qwen2-vl", config, log=lambda s: None)
+    assert seed.tokens_per_image == batched.tokens_per_image == 3
+    assert seed.images == batched.images == 2
+    assert seed.peak_bytes > 0 and batched.peak_bytes > 0
+    assert seed.images_per_second > 0 and batched.images_per_second > 0
+
+
+def test_builders_cache_by_config(tmp_path):
+    first = _common.build_blip(tmp_path, _common.BLIP_TINY)
+    assert _common.build_blip(tmp_path, _common.BLIP_TINY) == first
+    other = _common.build_blip(tmp_path, _common.BlipSize(**{**_common.BLIP_TINY.__dict__,
+                                                            "text_layers": 1}))
+    assert other != first and (other / "config.json").is_file()
+
+
+def test_stated_visual_token_counts():
+    size = _common.QWEN2_VL_05B_LM  # max_pixels 224*224
+    assert _common.visual_tokens(512, 512, size) == 64
+    assert _common.visual_tokens(448, 448, _common.QwenSize(max_pixels=448 * 448)) == 256
+    assert _common.QWEN2_VL_05B_LM.mrope_section == [8, 12, 12]  # sums to head_dim / 2 = 32
+
+
+def test_images_and_sizes_flags():
+    sizes = _common.parse_sizes("512x384, 64")
+    assert sizes == [(512, 384), (64, 64)]
+    images = _common.make_images(3, sizes)
+    assert [im.size for im in images] == [(512, 384), (64, 64), (512, 384)]
+    assert all(im.mode == "L" for im in images)
+
+
+def test_peak_memory_sees_a_large_allocation():
+    memory = _common.PeakMemory("cpu")
+    memory.reset()
+    before = memory.peak_bytes()
+    block = torch.ones(64 * 1024 * 1024)  # 256 MiB of float32, touched
+    assert memory.peak_bytes() >= before + 200 * 1024**2
+    del block
+
+
+@pytest.mark.parametrize("name,fixture,overrides", [
+    ("qwen2-vl", "tiny_qwen2_vl_dir", {}),
+    ("blip", "tiny_blip_dir", {"repetition_penalty": 1.5}),  # processor order matters here
+])
+def test_greedy_probabilities_equal_generate_scores(name, fixture, overrides, request):
+    folder = request.getfixturevalue(fixture)
+    captioner = create_captioner(resolve_spec(name, str(folder), max_new_tokens=6,
+                                              min_new_tokens=6, **overrides))
+    images = [Image.new("RGB", (64, 64), c) for c in ("white", "gray")]
+    captions = captioner.caption(images, batch_size=2)
+
+    inputs = {k: captioner._to_device(v) for k, v in captioner._prepare(images).items()}
+    kwargs = captioner.spec.generation.generate_kwargs()
+    with torch.inference_mode():
+        out = captioner.model.generate(**inputs, return_dict_in_generate=True, output_scores=True,
+                                       **kwargs)
+    reference = captioner.model.compute_transition_scores(out.sequences, out.scores,
+                                                          normalize_logits=True).exp()
+    special = set(captioner.tokenizer.all_special_ids)
+    stop = captioner._stop_token_ids()
+    new_ids = out.sequences[:, -len(out.scores):].tolist()
+    for row, caption in enumerate(captions):
+        ids = new_ids[row]
+        cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+        kept = [p for t, p in zip(ids[:cut], reference[row].tolist()) if t not in special]
+        assert [t.prob for t in caption.tokens] == pytest.approx(kept, rel=1e-5)
