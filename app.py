@@ -336,4 +336,6 @@ if __name__ == "__main__":
     studio = Studio.from_environment()
     demo = build_demo(studio)
     studio.warm_up_in_background()  # data and scores, not model weights: those load on first use
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"), **LAUNCH_OPTIONS)
+    # A Space must listen on all interfaces; on a workstation, stay on loopback unless asked.
+    default_host = "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
+    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", default_host), **LAUNCH_OPTIONS)
