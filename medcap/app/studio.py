@@ -24,6 +24,7 @@ from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
 from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
+from medcap.data import ImageLoadError, load_image
 from medcap.review import (
     VERDICTS,
     Review,
@@ -74,16 +75,6 @@ class ItemView:
 
 def _load_upload(path: str | Path) -> tuple[Image.Image, Image.Image, dict[str, str], str]:
     """(model image, display image, metadata, format) through `medcap.data` (DICOM included)."""
-    try:
-        from medcap.data import ImageLoadError, load_image
-    except ImportError:  # data layer not installed: plain images only
-        try:
-            with Image.open(path) as opened:
-                image = opened.convert("RGB")
-        except Exception as exc:  # noqa: BLE001 - any decoder error is a user-facing message
-            raise UploadError(f"Cannot read {Path(path).name} as an image "
-                              f"({type(exc).__name__}); upload a PNG, JPEG or DICOM file.") from exc
-        return image, image, {}, "image"
     try:
         loaded = load_image(Path(path), name=Path(path).name)
     except ImageLoadError as exc:
