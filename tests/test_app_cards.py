@@ -13,7 +13,7 @@ from medcap.app.cards import (
     metadata_html,
     scores_html,
 )
-from medcap.app.highlight import fallback_shared_words, highlight_shared, shade_tokens
+from medcap.app.highlight import highlight_shared, shade_tokens
 
 
 @dataclass
@@ -36,11 +36,6 @@ def test_caption_markup_is_escaped() -> None:
     html = highlight_shared('<img src=x onerror="alert(1)"> lung', {"lung", "img"})
     assert "<img" not in html
     assert "&lt;" in html and '<mark class="mc-shared">lung</mark>' in html
-
-
-def test_fallback_shared_words_handles_unicode_and_hyphens() -> None:
-    assert fallback_shared_words("Läsion im T2-weighted MRI", "t2-weighted läsion") == {
-        "läsion", "t2-weighted"}
 
 
 def test_uncertain_tokens_are_shaded_and_escaped() -> None:

@@ -24,16 +24,6 @@ class HighlightStyle:
     """Tokens whose probability is below this are shaded; the darker, the less sure."""
 
 
-def caption_words(text: str) -> set[str]:
-    """Lower-cased words of a caption (letters and digits; hyphen/apostrophe kept inside)."""
-    return {match.group(0).lower() for match in WORD.finditer(text or "")}
-
-
-def fallback_shared_words(candidate: str, reference: str) -> set[str]:
-    """Words present in both captions (used when `medcap.metrics.shared_words` is unavailable)."""
-    return caption_words(candidate) & caption_words(reference)
-
-
 def highlight_shared(text: str, shared: Iterable[str], style: HighlightStyle = HighlightStyle()) -> str:
     """Escape `text` and wrap each word found in `shared` (case-insensitive) in a <mark>."""
     wanted = {word.lower() for word in shared}

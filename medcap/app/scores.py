@@ -30,25 +30,17 @@ class ModelScores:
 
 
 def shared_words(candidate: str, reference: str) -> set[str]:
-    """Words to highlight: `medcap.metrics.shared_words` when installed, else a plain word match."""
-    try:
-        from medcap.metrics import shared_words as metric_shared_words
-    except ImportError:
-        from medcap.app.highlight import fallback_shared_words
+    """Words to highlight: the metric tokenizer's view of the words both captions share."""
+    from medcap.metrics import shared_words as metric_shared_words
 
-        return fallback_shared_words(candidate, reference)
     return set(metric_shared_words(candidate, reference))
 
 
 def score_model(captions: list[str], references: list[str], image_ids: list[str],
                 metrics: tuple[str, ...] = CARD_METRICS) -> ModelScores:
-    """Score one model's corpus; a missing metrics package makes every metric unavailable."""
-    try:
-        from medcap.metrics import score_captions
-    except ImportError as exc:
-        reason = f"medcap.metrics is not available ({exc})"
-        return ModelScores(pd.DataFrame(index=pd.Index(image_ids, name="image_id")), {},
-                           {name: reason for name in metrics})
+    """Score one model's corpus; metrics that cannot run come back in `unavailable`."""
+    from medcap.metrics import score_captions
+
     table = score_captions(captions, references, metrics=list(metrics))
     per_caption = table.per_caption.copy()
     per_caption.index = pd.Index(image_ids, name="image_id")

@@ -39,18 +39,7 @@ MODALITY_CUIS = {"ct": "C0040405", "mri": "C0024485", "ultrasound": "C0041618"}
 LESION_RADIUS = {"small": 0.06, "large": 0.15}  # as a fraction of the image side
 DEFAULT_IMAGE_SIZE = 64
 
-try:  # the data layer's image type, when it is installed
-    from medcap.data import LoadedImage  # type: ignore[attr-defined]
-except ImportError:  # medcap.data (the loaders) is not part of this checkout yet
-
-    @dataclass
-    class LoadedImage:  # type: ignore[no-redef]
-        """Same fields as `medcap.data.LoadedImage`: RGB for the model, original for display."""
-
-        image: Image.Image
-        display: Image.Image
-        metadata: dict
-        source_format: str
+from medcap.data import LoadedImage
 
 
 def phantom_caption(modality: str, side: str, size: str) -> str:
