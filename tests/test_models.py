@@ -150,7 +150,8 @@ def test_finetune_manifest_runs_are_named_and_loaded(tmp_path, tiny_blip2_dir,
     run = tmp_path / "runs" / "blip2-radiology"
     shutil.copytree(tiny_blip2_adapter_dir, run / "adapter")
     write_manifest(run, Manifest(family="blip2", base_model=str(tiny_blip2_dir),
-                                 weights="adapter", path="adapter", name="blip2-rad"))
+                                 weights="adapter", path="adapter", name="blip2-rad",
+                                 max_pixels=12345))
     full = tmp_path / "runs" / "blip-ft"
     shutil.copytree(tiny_blip_dir, full / "model")
     write_manifest(full, Manifest(family="blip", base_model="Salesforce/blip-image-captioning-base",
@@ -158,6 +159,7 @@ def test_finetune_manifest_runs_are_named_and_loaded(tmp_path, tiny_blip2_dir,
     specs = {s.name: s for s in discover_runs(tmp_path / "runs")}
     assert set(specs) == {"blip2-rad", "blip-ft"}
     assert specs["blip2-rad"].adapter == str((run / "adapter").resolve())
+    assert specs["blip2-rad"].max_pixels == 12345
     assert specs["blip-ft"].source == str((full / "model").resolve())
     for spec in specs.values():
         assert create_captioner(spec.with_overrides(max_new_tokens=4)).caption(_images()[:1])

@@ -95,6 +95,7 @@ def save_run(run_dir: Path, config: "TrainConfig", recipe: "Recipe", trainer: An
         weights=recipe.weights,
         path=weights_dir.name,
         prompt=recipe.prompt,
+        max_pixels=getattr(config, "max_pixels", None),
         name=config.display_name,
         training_data=splits.description,
         metrics=metrics,

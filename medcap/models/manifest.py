@@ -2,7 +2,7 @@
 
 `medcap.json` in a run's output folder:
     {"format": "medcap-model/1", "family": "blip2", "base_model": "Salesforce/blip2-opt-6.7b",
-     "weights": "adapter", "path": "adapter", "prompt": null,
+     "weights": "adapter", "path": "adapter", "prompt": null, "max_pixels": null,
      "training_data": {...}, "metrics": {...}, "created": "2026-11-23T10:00:00+00:00"}
 `weights` is "full" (the folder `path` holds a complete model) or "adapter" (`path` holds a PEFT
 adapter applied on top of `base_model`). `path` is relative to the manifest's folder.
@@ -31,6 +31,7 @@ class Manifest:
     weights: str = "full"  # "full" or "adapter"
     path: str = "."
     prompt: str | None = None
+    max_pixels: int | None = None  # Qwen2-VL image budget the run was trained with
     name: str | None = None
     training_data: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)

@@ -127,6 +127,8 @@ def _spec_from_folder(name: str, folder: Path, base: ModelSpec | None) -> ModelS
             spec = spec.with_overrides(source=target, adapter=None)
         if manifest.prompt:
             spec = spec.with_overrides(prompt=manifest.prompt)
+        if manifest.max_pixels:
+            spec = spec.with_overrides(max_pixels=manifest.max_pixels)
         return spec.with_overrides(name=name, description=f"fine-tuned run {folder}")
     adapter_config = folder / "adapter_config.json"
     if adapter_config.is_file():
