@@ -37,6 +37,12 @@ def _write_wordpiece_vocab(directory: Path, words: tuple[str, ...] | list[str]) 
     return vocab
 
 
+def _tiny_vit(image_size: int) -> dict:
+    """The 2-layer, 32-wide ViT both tiny BLIP and tiny BLIP-2 use as their vision encoder."""
+    return {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 2, "image_size": image_size, "patch_size": 8}
+
+
 def build_tiny_blip(directory: str | Path, *, seed: int = 0, image_size: int = 32) -> Path:
     """A ~60k-parameter BlipForConditionalGeneration with a BERT WordPiece tokenizer."""
     from transformers import (
@@ -54,14 +60,7 @@ def build_tiny_blip(directory: str | Path, *, seed: int = 0, image_size: int = 3
     tokenizer.model_input_names = ["input_ids", "attention_mask"]
     _seed(seed)
     config = BlipConfig(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": image_size,
-            "patch_size": 8,
-        },
+        vision_config=_tiny_vit(image_size),
         text_config={
             "vocab_size": len(tokenizer),
             "hidden_size": 32,
@@ -155,14 +154,7 @@ def build_tiny_blip2(directory: str | Path, *, seed: int = 0, image_size: int = 
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     _seed(seed)
     config = Blip2Config(
-        vision_config={
-            "hidden_size": 32,
-            "intermediate_size": 64,
-            "num_hidden_layers": 2,
-            "num_attention_heads": 2,
-            "image_size": image_size,
-            "patch_size": 8,
-        },
+        vision_config=_tiny_vit(image_size),
         qformer_config={
             "hidden_size": 32,
             "num_hidden_layers": 2,
