@@ -52,7 +52,8 @@ def offline_hint(repo_id: str) -> str:
         f"To use it offline, download it on a machine with network access "
         f"(`hf download {repo_id}`) and copy the Hugging Face cache "
         f"(~/.cache/huggingface/hub, or $HF_HOME) to this machine, or save it to a folder and "
-        f"pass that folder instead of the id (e.g. `--model NAME=/path/to/folder`)."
+        f"pass that folder instead of the id (e.g. `--model NAME=/path/to/folder`, or "
+        f"MEDCAP_MODELS=NAME=/path/to/folder for the app)."
     )
 
 
