@@ -54,10 +54,7 @@ def caption_with_model(spec: ModelSpec, model: Any, processor: Any,
                        images: Sequence[Any]) -> list[str]:
     """Caption `images` with an in-memory model through the family's `medcap` captioner."""
     captioner = create_captioner(spec)
-    captioner.model = model  # a loaded model: the captioner skips its own loading
-    captioner.processor = processor
-    captioner.device = str(next(model.parameters()).device)
-    captioner.dtype = model_dtype(model)
+    captioner.attach(model, processor, dtype=model_dtype(model))
     was_training = model.training
     model.eval()
     try:

@@ -102,6 +102,17 @@ class Captioner(ABC):
             self.model = model.eval()
             self.processor = processor
 
+    def attach(self, model: Any, processor: Any, dtype: torch.dtype | None = None) -> None:
+        """Use an already loaded model (e.g. one being fine-tuned) instead of loading weights.
+
+        `dtype` is what floating inputs are cast to; by default the model's first float weight.
+        """
+        with self._lock:
+            params = [p for p in model.parameters() if p.is_floating_point()]
+            self.model, self.processor = model, processor
+            self.device = str(params[0].device) if params else "cpu"
+            self.dtype = dtype or (params[0].dtype if params else torch.float32)
+
     def unload(self) -> None:
         """Free the weights (the app does this when a user switches models on a small machine)."""
         with self._lock:
