@@ -23,6 +23,16 @@ def shared_dir() -> Path | None:
     return candidate if candidate.is_dir() else None
 
 
+@pytest.fixture(autouse=True)
+def _same_dtype_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """dtype "auto" means bf16 on CPUs with native bf16 and fp32 elsewhere; pin fp32 so tests
+    that compare captions with an fp32 reference give the same result on every machine.
+    tests/test_models.py checks the bf16 choice itself."""
+    from medcap.models import loading
+
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: False)
+
+
 @pytest.fixture(scope="session")
 def tiny_models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tiny-models")

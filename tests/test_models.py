@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from medcap.models import (
@@ -199,10 +200,29 @@ def test_hub_id_not_cached_offline_says_how_to_fix(monkeypatch, tmp_path):
 
 def test_large_model_refused_before_loading(monkeypatch):
     monkeypatch.setattr(loading, "available_memory_bytes", lambda device: 16 * 1024**3)
-    message = _load_error(resolve_spec("blip2", device="cpu"))
+    message = _load_error(resolve_spec("blip2", device="cpu", dtype="float32"))
     assert message.startswith("Not enough memory to load 'blip2' (Salesforce/blip2-opt-6.7b): "
                               "about 7.8B parameters need ~36.1 GiB in float32 on cpu, but only "
                               "16.0 GiB is free.")
+    # bf16 halves the estimate (the default on CPUs with native bf16), still too big for 16 GiB.
+    message = _load_error(resolve_spec("blip2", device="cpu", dtype="bfloat16"))
+    assert "need ~18.0 GiB in bfloat16 on cpu" in message
+
+
+@pytest.mark.parametrize("native_bf16, expected", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_cpu_follows_native_bf16_support(monkeypatch, native_bf16, expected):
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: native_bf16)
+    assert loading.pick_dtype("auto", "cpu") == expected
+    assert loading.pick_dtype("float32", "cpu") == torch.float32  # an explicit choice always wins
+
+
+def test_auto_dtype_loads_tiny_model_in_that_dtype(tiny_blip_dir, monkeypatch):
+    monkeypatch.setattr(loading, "cpu_has_native_bf16", lambda: True)
+    captioner = create_captioner(resolve_spec("blip", str(tiny_blip_dir), device="cpu"))
+    captions = captioner.caption([Image.new("RGB", (40, 32), "gray")])
+    assert captioner.dtype == torch.bfloat16
+    assert next(captioner.model.parameters()).dtype == torch.bfloat16
+    assert captions[0].tokens and all(0.0 <= t.prob <= 1.0 for t in captions[0].tokens)
 
 
 def test_memory_estimate_reads_safetensors_headers(tiny_blip_dir, monkeypatch):

@@ -194,14 +194,30 @@ def pick_device(requested: str) -> str:
 
 
 def pick_dtype(requested: str, device: str) -> torch.dtype:
-    """float32 on CPU (bf16 matmuls are slow on most CPUs); bf16 on GPUs that support it."""
+    """The fastest dtype the hardware computes natively: bf16 on GPUs that support it (else fp16),
+    bf16 on CPUs with bf16 dot-product instructions (AVX512-BF16 or AMX: about 2x the fp32
+    throughput and half the memory traffic), fp32 on other CPUs, where bf16 is emulated and slower.
+    """
     if requested != "auto":
         return getattr(torch, requested)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if device == "mps":
         return torch.float16
-    return torch.float32
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where oneDNN runs bf16 matmuls in hardware (AVX512-BF16 or AMX tiles)."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        check = getattr(cpu, probe, None)
+        try:
+            if check is not None and check():
+                return True
+        except Exception:  # a private torch probe; treat any failure as "no"
+            continue
+    return False
 
 
 def dtype_name(dtype: torch.dtype) -> str:
