@@ -93,9 +93,45 @@ class QwenSize:
 
 
 QWEN2_VL_05B_LM = QwenSize()
+# Qwen/Qwen2-VL-2B-Instruct at real size, with the registry's 448x448 budget (256 visual tokens).
+QWEN2_VL_2B = QwenSize(text_hidden=1536, text_layers=28, text_heads=12, text_kv_heads=2,
+                       text_intermediate=8960, max_pixels=448 * 448)
 QWEN2_VL_TINY = QwenSize(vision_depth=2, vision_embed=32, vision_heads=2, vision_mlp_ratio=2,
                          text_hidden=32, text_layers=2, text_heads=2, text_kv_heads=1,
                          text_intermediate=64, vocab_size=600, max_pixels=28 * 28 * 4)
+
+
+@dataclass(frozen=True)
+class Blip2Size:
+    """BLIP-2 dimensions; the defaults are Salesforce/blip2-opt-6.7b (ViT-g/14 at 224 px, a
+    12-layer Q-Former with 32 queries, OPT-6.7B). `save_dtype` bfloat16 halves the 31 GB an fp32
+    copy would take on disk; the seed loop still loads it in fp32."""
+
+    vision_hidden: int = 1408
+    vision_layers: int = 39
+    vision_heads: int = 16
+    vision_intermediate: int = 6144
+    image_size: int = 224
+    patch_size: int = 14
+    qformer_hidden: int = 768
+    qformer_layers: int = 12
+    qformer_heads: int = 12
+    qformer_intermediate: int = 3072
+    num_query_tokens: int = 32
+    text_hidden: int = 4096
+    text_layers: int = 32
+    text_heads: int = 32
+    text_ffn: int = 16384
+    vocab_size: int = 50272
+    save_dtype: str = "bfloat16"
+
+
+BLIP2_OPT_67B = Blip2Size()
+BLIP2_TINY = Blip2Size(vision_hidden=32, vision_layers=2, vision_heads=2, vision_intermediate=64,
+                       image_size=32, patch_size=8, qformer_hidden=32, qformer_layers=2,
+                       qformer_heads=2, qformer_intermediate=64, num_query_tokens=4,
+                       text_hidden=32, text_layers=2, text_heads=2, text_ffn=64, vocab_size=600,
+                       save_dtype="float32")
 
 
 def visual_tokens(width: int, height: int, size: QwenSize) -> int:
@@ -131,11 +167,19 @@ def _random_init(model: torch.nn.Module, seed: int) -> None:
                 param.zero_()
 
 
-def _instantiate(model_class: type, config: object, seed: int) -> torch.nn.Module:
+def _instantiate(model_class: type, config: object, seed: int,
+                 dtype: torch.dtype = torch.float32) -> torch.nn.Module:
+    """Build without transformers' slow init, directly in `dtype` (a 7.8B model in bf16 needs
+    16 GB of RAM instead of 31 GB), then fill in random weights."""
     from transformers.initialization import no_init_weights
 
-    with no_init_weights():
-        model = model_class(config)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with no_init_weights():
+            model = model_class(config)
+    finally:
+        torch.set_default_dtype(previous)
     _random_init(model, seed)
     if hasattr(model, "tie_weights"):
         model.tie_weights()
@@ -247,6 +291,50 @@ def build_qwen2_vl(cache: Path, size: QwenSize = QWEN2_VL_05B_LM, seed: int = 0)
     model = _instantiate(Qwen2VLForConditionalGeneration, config, seed)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
+    return _finish(model, processor, directory)
+
+
+def build_blip2(cache: Path, size: Blip2Size = BLIP2_OPT_67B, seed: int = 0) -> Path:
+    """A saved random-weight Blip2ForConditionalGeneration of `size` (cached), OPT tokenizer
+    padded with filler tokens to the full vocabulary."""
+    from transformers import (BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration,
+                              Blip2Processor, GPT2Tokenizer)
+
+    directory, ready = _cached_dir(Path(cache), "blip2", size)
+    if ready:
+        return directory
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    vocab, merges = _byte_level_bpe(list(WORDS), ["<pad>", "</s>", "<unk>"])
+    for i in range(size.vocab_size - len(vocab) - 1):  # -1: the <image> token the processor adds
+        vocab[f"tok{i}"] = len(vocab)
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=merges, pad_token="<pad>", eos_token="</s>",
+                              bos_token="</s>", unk_token="<unk>")
+    tokenizer.padding_side = "left"
+    image_processor = BlipImageProcessor(size={"height": size.image_size, "width": size.image_size})
+    processor = Blip2Processor(image_processor=image_processor, tokenizer=tokenizer,
+                               num_query_tokens=size.num_query_tokens)
+    tokenizer = processor.tokenizer
+    config = Blip2Config(
+        vision_config={"hidden_size": size.vision_hidden, "num_hidden_layers": size.vision_layers,
+                       "num_attention_heads": size.vision_heads,
+                       "intermediate_size": size.vision_intermediate,
+                       "image_size": size.image_size, "patch_size": size.patch_size},
+        qformer_config={"hidden_size": size.qformer_hidden,
+                        "num_hidden_layers": size.qformer_layers,
+                        "num_attention_heads": size.qformer_heads,
+                        "intermediate_size": size.qformer_intermediate,
+                        "encoder_hidden_size": size.vision_hidden},
+        text_config={"model_type": "opt", "vocab_size": len(tokenizer),
+                     "hidden_size": size.text_hidden, "ffn_dim": size.text_ffn,
+                     "num_hidden_layers": size.text_layers,
+                     "num_attention_heads": size.text_heads, "word_embed_proj_dim": size.text_hidden,
+                     "max_position_embeddings": 2048, "pad_token_id": tokenizer.pad_token_id,
+                     "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id},
+        num_query_tokens=size.num_query_tokens,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    model = _instantiate(Blip2ForConditionalGeneration, config, seed,
+                         dtype=getattr(torch, size.save_dtype))
     return _finish(model, processor, directory)
 
 

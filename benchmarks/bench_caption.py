@@ -1,15 +1,15 @@
 """Seed-style captioning loop vs medcap's batched path, on equal output, in one run.
 
 The seed captioned one image per `generate` call in fp32 with preprocessing inline. medcap
-batches images grouped by size, decodes under `torch.inference_mode` and (on a GPU) runs in
-bf16/fp16 with SDPA. Both paths here get the same PIL images and generate exactly the same number
+batches images grouped by size, decodes under `torch.inference_mode` and runs in bf16 where the
+hardware computes it natively (GPUs; CPUs with AVX512-BF16 or AMX), with SDPA. Both paths here get the same PIL images and generate exactly the same number
 of tokens per image (greedy, min_new_tokens = max_new_tokens), so images/second compare like for
 like. Weights are random (built from configs, no hub): the cost of a forward pass does not depend
 on the values once the token count is fixed.
 
     python benchmarks/bench_caption.py                       # BLIP-base + Qwen2-VL (0.5B LM), CPU
     python benchmarks/bench_caption.py --size tiny --images 2  # smoke run in seconds
-    python benchmarks/bench_caption.py --device cuda --new-tokens 64 --images 64
+    python benchmarks/bench_caption.py --device cuda --size real --new-tokens 64 --images 256
 """
 
 from __future__ import annotations
@@ -36,26 +36,33 @@ from PIL import Image  # noqa: E402
 from medcap.models import create_captioner, resolve_spec  # noqa: E402
 from medcap.models.spec import DEFAULT_QWEN_PROMPT  # noqa: E402
 
-MODELS = ("blip", "qwen2-vl")
+MODELS = ("blip", "qwen2-vl", "blip2")
+DEFAULT_MODELS = ("blip", "qwen2-vl")  # BLIP-2 OPT-6.7B is GPU-sized: ask for it by name
+# full: what this 2-core CPU can run; real: the registry's models at their real sizes (GPU).
 SIZES = {
-    "full": {"blip": _common.BLIP_BASE, "qwen2-vl": _common.QWEN2_VL_05B_LM},
-    "tiny": {"blip": _common.BLIP_TINY, "qwen2-vl": _common.QWEN2_VL_TINY},
+    "full": {"blip": _common.BLIP_BASE, "qwen2-vl": _common.QWEN2_VL_05B_LM,
+             "blip2": _common.BLIP2_OPT_67B},
+    "real": {"blip": _common.BLIP_BASE, "qwen2-vl": _common.QWEN2_VL_2B,
+             "blip2": _common.BLIP2_OPT_67B},
+    "tiny": {"blip": _common.BLIP_TINY, "qwen2-vl": _common.QWEN2_VL_TINY,
+             "blip2": _common.BLIP2_TINY},
 }
 LABELS = {
-    "full": {"blip": "BLIP-base", "qwen2-vl": "Qwen2-VL (0.5B LM)"},
-    "tiny": {"blip": "BLIP (tiny)", "qwen2-vl": "Qwen2-VL (tiny)"},
+    "full": {"blip": "BLIP-base", "qwen2-vl": "Qwen2-VL (0.5B LM)", "blip2": "BLIP-2 OPT-6.7B"},
+    "real": {"blip": "BLIP-base", "qwen2-vl": "Qwen2-VL-2B", "blip2": "BLIP-2 OPT-6.7B"},
+    "tiny": {"blip": "BLIP (tiny)", "qwen2-vl": "Qwen2-VL (tiny)", "blip2": "BLIP-2 (tiny)"},
 }
 
 
 @dataclass
 class BenchConfig:
-    models: tuple[str, ...] = MODELS
+    models: tuple[str, ...] = DEFAULT_MODELS
     size: str = "full"
     images: int = 16
     image_sizes: str = "512x512,640x512,512x640,576x576"
     batch_size: int = 8
     new_tokens: int = 32
-    max_pixels: int = 224 * 224  # Qwen2-VL: 64 visual tokens per image
+    max_pixels: int | None = None  # Qwen2-VL; None: the size's own (224*224 full, 448*448 real)
     device: str = "cpu"
     dtype: str = "auto"  # medcap's path; the seed loop is always fp32
     threads: int | None = None
@@ -125,6 +132,8 @@ def seed_loop(family: str, model_dir: Path, images: Sequence[Image.Image],
         model = BlipForConditionalGeneration.from_pretrained(str(model_dir), dtype=torch.float32)
     else:
         model = AutoModelForImageTextToText.from_pretrained(str(model_dir), dtype=torch.float32)
+    if family == "blip2":
+        processor.tokenizer.padding_side = "left"
     model = model.to(config.device).eval()
     gen = {"max_new_tokens": config.new_tokens, "min_new_tokens": config.new_tokens,
            "do_sample": False, "num_beams": 1}
@@ -133,6 +142,8 @@ def seed_loop(family: str, model_dir: Path, images: Sequence[Image.Image],
         image = image.convert("RGB")
         if family == "blip":
             inputs = processor(images=image, return_tensors="pt")
+        elif family == "blip2":
+            inputs = processor(images=image, text="", return_tensors="pt")
         else:
             messages = [{"role": "user", "content": [{"type": "image"},
                                                      {"type": "text", "text": DEFAULT_QWEN_PROMPT}]}]
@@ -162,7 +173,7 @@ def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
     spec = resolve_spec(family, str(model_dir), device=config.device, dtype=config.dtype,
                         batch_size=config.batch_size, max_new_tokens=config.new_tokens,
                         min_new_tokens=config.new_tokens, num_beams=1,
-                        max_pixels=config.max_pixels if family == "qwen2-vl" else None)
+                        max_pixels=qwen_max_pixels(config) if family == "qwen2-vl" else None)
     captioner = create_captioner(spec)
     captioner.load()
     dtype = str(captioner.dtype).removeprefix("torch.")
@@ -203,11 +214,17 @@ def _release(device: str) -> None:
 
 
 # ---------------------------------------------------------------------------- running
+def qwen_max_pixels(config: BenchConfig) -> int:
+    return config.max_pixels or SIZES[config.size]["qwen2-vl"].max_pixels
+
+
 def build_model(family: str, config: BenchConfig) -> Path:
     size = SIZES[config.size][family]
     if family == "blip":
         return _common.build_blip(config.cache_dir, size)
-    size = replace(size, max_pixels=config.max_pixels)
+    if family == "blip2":
+        return _common.build_blip2(config.cache_dir, size)
+    size = replace(size, max_pixels=qwen_max_pixels(config))
     return _common.build_qwen2_vl(config.cache_dir, size)
 
 
@@ -218,9 +235,9 @@ def bench_model(family: str, config: BenchConfig,
     images = _common.make_images(config.images, _common.parse_sizes(config.image_sizes))
     log(f"{LABELS[config.size][family]}: {model_dir}")
     if family == "qwen2-vl":
-        size = replace(SIZES[config.size][family], max_pixels=config.max_pixels)
+        size = replace(SIZES[config.size][family], max_pixels=qwen_max_pixels(config))
         counts = sorted({_common.visual_tokens(im.width, im.height, size) for im in images})
-        log(f"  max_pixels={config.max_pixels}: {'/'.join(map(str, counts))} visual tokens per image")
+        log(f"  max_pixels={size.max_pixels}: {'/'.join(map(str, counts))} visual tokens per image")
     seed = seed_loop(family, model_dir, images, config)
     log(f"  seed loop: {seed.images_per_second:.3f} images/s")
     batched = batched_path(family, model_dir, images, config)
@@ -269,19 +286,23 @@ def _load_average() -> str:
 
 def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", default=",".join(MODELS), help="comma list of: blip, qwen2-vl")
+    p.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                   help="comma list of: blip, qwen2-vl, blip2 (blip2 is OPT-6.7B: GPU-sized)")
     p.add_argument("--size", choices=list(SIZES), default="full",
-                   help="full: BLIP-base and Qwen2-VL-2B vision + 0.5B LM; tiny: smoke test")
+                   help="full: BLIP-base and Qwen2-VL-2B vision + 0.5B LM (CPU-sized); "
+                        "real: BLIP-base, Qwen2-VL-2B, BLIP-2 OPT-6.7B; tiny: smoke test")
     p.add_argument("--images", type=int, default=16, help="images per path")
     p.add_argument("--image-sizes", default=BenchConfig.image_sizes,
                    help="comma list WxH, cycled through the images")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--new-tokens", type=int, default=32, help="generated tokens per image")
-    p.add_argument("--max-pixels", type=int, default=BenchConfig.max_pixels,
-                   help="Qwen2-VL resize cap (visual tokens = pixels / 784)")
+    p.add_argument("--max-pixels", type=int, default=None,
+                   help="Qwen2-VL resize cap (visual tokens = pixels / 784); default 224*224 "
+                        "for --size full, 448*448 (the registry's) for --size real")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
-                   help="dtype of medcap's path (auto: fp32 on CPU, bf16/fp16 on GPU)")
+                   help="dtype of medcap's path (auto: bf16 on GPUs and on CPUs with native bf16 "
+                        "such as AVX512-BF16/AMX, else fp32)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up images per path")
     p.add_argument("--cache-dir", type=Path, default=_common.DEFAULT_CACHE,

@@ -14,18 +14,19 @@ Values come from, in order of precedence: environment variables (`MEDCAP_*`), a 
     qwen2-vl = "Describe this medical image in detail."
 
 Environment: MEDCAP_MODELS (comma separated), MEDCAP_DATA, MEDCAP_SPLIT, MEDCAP_REVIEWS_DB,
-MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_DEVICE, MEDCAP_SKIP_MEMORY_CHECK=1.
+MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_DEVICE, MEDCAP_DTYPE, MEDCAP_SKIP_MEMORY_CHECK=1.
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
 from medcap.models import ModelLoadError, ModelSpec, discover_runs, parse_model_arg, resolve_spec
+from medcap.models.spec import DTYPES
 
 DEFAULT_MODELS = ("blip", "blip2-lora", "qwen2-vl")
 DEFAULT_DATA_SOURCE = "eltorio/ROCOv2-radiology"
@@ -49,17 +50,21 @@ class Settings:
     blip2_adapter: str | None = None
     prompts: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
+    dtype: str = "auto"  # auto: bf16 on GPUs and CPUs with native bf16, else fp32
     check_memory: bool = True
 
     def model_specs(self) -> tuple[list[ModelSpec], dict[str, str]]:
         """Specs for the configured models plus fine-tune runs; problems come back as messages."""
         specs: list[ModelSpec] = []
         problems: dict[str, str] = {}
+        try:
+            runtime = self._runtime_overrides()
+        except ModelLoadError as exc:  # e.g. a mistyped MEDCAP_DTYPE: every model says why
+            return [], {entry: str(exc) for entry in self.model_names}
         for entry in self.model_names:
             try:
                 name, source = parse_model_arg(entry)
-                overrides: dict[str, Any] = {"device": self.device,
-                                             "check_memory": self.check_memory}
+                overrides: dict[str, Any] = dict(runtime)
                 if name in self.prompts:
                     overrides["prompt"] = self.prompts[name]
                 spec = resolve_spec(name, source, **overrides)
@@ -69,8 +74,15 @@ class Settings:
             except ModelLoadError as exc:
                 problems[entry] = str(exc)
         known = {s.name for s in specs}
-        specs += [s for s in discover_runs(self.runs_dir) if s.name not in known]
+        runs = [s for s in discover_runs(self.runs_dir) if s.name not in known]
+        specs += [replace(s, **runtime) for s in runs]
         return specs, problems
+
+    def _runtime_overrides(self) -> dict[str, Any]:
+        """Where and how every model runs, the same for configured models and fine-tune runs."""
+        if self.dtype not in DTYPES:
+            raise ModelLoadError(f"dtype '{self.dtype}' is not one of {', '.join(DTYPES)}.")
+        return {"device": self.device, "dtype": self.dtype, "check_memory": self.check_memory}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -87,7 +99,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
     settings = Settings()
     if "models" in data:
         settings.model_names = [str(m) for m in data["models"]]
-    for key in ("data_source", "data_split", "blip2_adapter", "device"):
+    for key in ("data_source", "data_split", "blip2_adapter", "device", "dtype"):
         if key in data:
             setattr(settings, key, data[key])
     for key in ("reviews_db", "runs_dir"):
@@ -108,6 +120,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
         settings.blip2_adapter = env["MEDCAP_BLIP2_ADAPTER"]
     if env.get("MEDCAP_DEVICE"):
         settings.device = env["MEDCAP_DEVICE"]
+    if env.get("MEDCAP_DTYPE"):
+        settings.dtype = env["MEDCAP_DTYPE"]
     if env.get("MEDCAP_SKIP_MEMORY_CHECK", "").lower() in ("1", "true", "yes"):
         settings.check_memory = False
     return settings

@@ -43,6 +43,29 @@ def test_bench_model_results_count_real_tokens_and_memory(tmp_path):
     assert seed.images_per_second > 0 and batched.images_per_second > 0
 
 
+def test_blip2_preset_builds_and_benchmarks_on_equal_output(tmp_path):
+    """The GPU-sized BLIP-2 OPT-6.7B row uses this builder and seed loop; tiny here."""
+    config = bench_caption.parse_args(["--size", "tiny", "--models", "blip2", "--images", "2",
+                                       "--new-tokens", "3", "--warmup", "0",
+                                       "--cache-dir", str(tmp_path)])
+    seed, batched = bench_caption.bench_model("blip2", config, log=lambda s: None)
+    assert seed.tokens_per_image == batched.tokens_per_image == 3
+
+
+def test_real_size_presets_match_the_hub_models():
+    qwen = _common.QWEN2_VL_2B  # Qwen/Qwen2-VL-2B-Instruct config.json
+    assert (qwen.text_hidden, qwen.text_layers, qwen.text_heads, qwen.text_kv_heads,
+            qwen.text_intermediate, qwen.vocab_size) == (1536, 28, 12, 2, 8960, 151936)
+    assert qwen.mrope_section == [16, 24, 24]
+    assert _common.visual_tokens(512, 512, qwen) == 256  # the registry's 448x448 budget
+    blip2 = _common.BLIP2_OPT_67B  # Salesforce/blip2-opt-6.7b config.json
+    assert (blip2.vision_layers, blip2.vision_hidden, blip2.text_layers, blip2.text_hidden,
+            blip2.num_query_tokens) == (39, 1408, 32, 4096, 32)
+    assert bench_caption.parse_args(["--size", "real"]).max_pixels is None
+    assert bench_caption.qwen_max_pixels(bench_caption.parse_args(["--size", "real"])) == 448 * 448
+    assert bench_caption.qwen_max_pixels(bench_caption.parse_args([])) == 224 * 224
+
+
 def test_builders_cache_by_config(tmp_path):
     first = _common.build_blip(tmp_path, _common.BLIP_TINY)
     assert _common.build_blip(tmp_path, _common.BLIP_TINY) == first
