@@ -69,7 +69,7 @@ def test_qwen2_vl_mixed_sizes_in_one_batch_keep_their_own_captions(tiny_qwen2_vl
     captioner = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir),
                                               max_new_tokens=8))
     images = _images()[:3]  # three different sizes -> different visual token counts
-    inputs = captioner._prepare(images) if captioner.load() is None else None
+    inputs = captioner._prepare(images, None) if captioner.load() is None else None
     grid = inputs["image_grid_thw"].tolist()
     assert len({tuple(g) for g in grid}) > 1  # really mixed
     assert inputs["attention_mask"][:, 0].tolist().count(0) >= 1  # left padded
@@ -87,14 +87,27 @@ def test_qwen2_vl_prompt_is_part_of_the_spec(tiny_qwen2_vl_dir):
     assert text.count("<|image_pad|>") == 1 and text.endswith("<|im_start|>assistant\n")
 
 
+def test_per_call_prompt_matches_a_spec_prompt_and_leaves_the_spec_alone(tiny_qwen2_vl_dir):
+    images = _images()[:2]
+    default = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir), max_new_tokens=6))
+    fixed = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir), max_new_tokens=6,
+                                          prompt="Name the imaging modality."))
+    own = [c.text for c in default.caption(images, prompt="  Name the imaging modality. ")]
+    assert own == [c.text for c in fixed.caption(images)]
+    assert default.spec.prompt is None  # the call's prompt did not stick to the captioner
+    assert "Name the imaging modality." in default.chat_text("Name the imaging modality.")
+    assert "Name the imaging modality." not in default.chat_text()
+    assert default.chat_text("   ") == default.chat_text()  # a blank prompt means the default
+
+
 def test_qwen2_vl_max_pixels_caps_visual_tokens(tiny_qwen2_vl_dir):
     big = Image.new("RGB", (400, 300), "white")
     few = create_captioner(resolve_spec("q", str(tiny_qwen2_vl_dir), max_pixels=28 * 28 * 4))
     many = create_captioner(resolve_spec("q", str(tiny_qwen2_vl_dir), max_pixels=28 * 28 * 16))
     for c in (few, many):
         c.load()
-    tokens_few = int(np.prod(few._prepare([big])["image_grid_thw"][0].tolist())) // 4
-    tokens_many = int(np.prod(many._prepare([big])["image_grid_thw"][0].tolist())) // 4
+    tokens_few = int(np.prod(few._prepare([big], None)["image_grid_thw"][0].tolist())) // 4
+    tokens_many = int(np.prod(many._prepare([big], None)["image_grid_thw"][0].tolist())) // 4
     assert tokens_few <= 4 < tokens_many <= 16
 
 

@@ -70,20 +70,15 @@ class ModelPool:
                     ) -> list[Caption]:
         """Caption with one model; the prompt override applies to prompted models only.
 
-        The spec is swapped under the model's lock, so concurrent users with different prompts
-        never see each other's prompt and the weights are not reloaded.
+        One request at a time per model (the lock), so concurrent users queue instead of
+        stacking activations on a small machine; each call carries its own prompt.
         """
         if label not in self._specs:
             raise ModelLoadError(f"Unknown model '{label}'. Available: {', '.join(self._specs)}.")
         captioner = self._captioner(label)
+        own_prompt = prompt if captioner.spec.family == "qwen2-vl" else None
         with self._locks[label]:
-            original = captioner.spec
-            if prompt and prompt.strip() and original.family == "qwen2-vl":
-                captioner.spec = original.with_overrides(prompt=prompt.strip())
-            try:
-                return captioner.caption(list(images))
-            finally:
-                captioner.spec = original
+            return captioner.caption(list(images), prompt=own_prompt)
 
     def caption_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
                       progress: ProgressCallback | None = None) -> list[CaptionCard]:

@@ -166,8 +166,13 @@ class Captioner(ABC):
         images: Sequence[Image.Image],
         batch_size: int | None = None,
         progress: ProgressCallback | None = None,
+        prompt: str | None = None,
     ) -> list[Caption]:
-        """Caption `images` in batches; results come back in input order."""
+        """Caption `images` in batches; results come back in input order.
+
+        `prompt` replaces the spec's prompt for this call only (the app's per-request Qwen2-VL
+        instruction), so concurrent callers never see each other's prompt.
+        """
         if not images:
             return []
         self.load()
@@ -178,7 +183,7 @@ class Captioner(ABC):
         done = 0
         for start in range(0, len(order), size):
             batch_index = order[start : start + size]
-            captions = self.caption_batch([images[i] for i in batch_index])
+            captions = self.caption_batch([images[i] for i in batch_index], prompt=prompt)
             for i, caption in zip(batch_index, captions):
                 results[i] = caption
             done += len(batch_index)
@@ -186,12 +191,13 @@ class Captioner(ABC):
                 progress(done, len(images))
         return [r for r in results if r is not None]
 
-    def caption_batch(self, images: Sequence[Image.Image]) -> list[Caption]:
+    def caption_batch(self, images: Sequence[Image.Image], prompt: str | None = None
+                      ) -> list[Caption]:
         """One `generate` call for the whole batch."""
         self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        inputs = self._prepare(rgb)
+        inputs = self._prepare(rgb, self.prompt_for(prompt))
         inputs = {k: self._to_device(v) for k, v in inputs.items()}
         kwargs = self.spec.generation.generate_kwargs()
         kwargs.update(self._extra_generate_kwargs())
@@ -210,6 +216,12 @@ class Captioner(ABC):
             generated, probs = self._generated_tokens(out, recorder)
         seconds = (time.perf_counter() - started) / len(images)
         return [self._make_caption(ids, p, seconds) for ids, p in zip(generated, probs)]
+
+    def prompt_for(self, prompt: str | None = None) -> str | None:
+        """The prompt a call uses: its own when given (and not blank), else the spec's."""
+        if prompt is not None and prompt.strip():
+            return prompt.strip()
+        return self.spec.prompt
 
     def _to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
@@ -296,8 +308,8 @@ class Captioner(ABC):
         """Return (model, processor) loaded from a local directory with `from_pretrained`."""
 
     @abstractmethod
-    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
-        """Processor outputs (tensors) for a batch of RGB images."""
+    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+        """Processor outputs (tensors) for a batch of RGB images with this call's prompt."""
 
 
 class _ChosenTokenLogprob:

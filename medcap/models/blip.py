@@ -23,9 +23,9 @@ class BlipCaptioner(Captioner):
                                                              **self._from_pretrained_kwargs())
         return model, processor
 
-    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
-        if self.spec.prompt:  # conditional captioning: the caption continues the prompt
-            return dict(self.processor(images=images, text=[self.spec.prompt] * len(images),
+    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+        if prompt:  # conditional captioning: the caption continues the prompt
+            return dict(self.processor(images=images, text=[prompt] * len(images),
                                        return_tensors="pt", padding=True))
         return dict(self.processor(images=images, return_tensors="pt"))
 

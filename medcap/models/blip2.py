@@ -32,6 +32,6 @@ class Blip2Captioner(Captioner):
         model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir), **kwargs)
         return model, processor
 
-    def _prepare(self, images: list[Image.Image]) -> dict[str, Any]:
-        text = [self.spec.prompt or ""] * len(images)
+    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+        text = [prompt or ""] * len(images)
         return dict(self.processor(images=images, text=text, return_tensors="pt", padding=True))

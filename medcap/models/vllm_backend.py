@@ -131,12 +131,13 @@ class VllmQwen2VLCaptioner(Qwen2VLCaptioner):
             self._sampling_params = sampling_params_class(**sampling)
             self.model = engine
 
-    def caption_batch(self, images: Sequence[Image.Image]) -> list[Caption]:
+    def caption_batch(self, images: Sequence[Image.Image], prompt: str | None = None
+                      ) -> list[Caption]:
         """Hand the whole batch to the engine; it schedules them itself (continuous batching)."""
         self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        outputs = self.model.generate(build_requests(self.chat_text(), rgb),
+        outputs = self.model.generate(build_requests(self.chat_text(prompt), rgb),
                                       self._sampling_params, use_tqdm=False)
         seconds = (time.perf_counter() - started) / len(images)
         stop = self._stop_token_ids()
