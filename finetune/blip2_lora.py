@@ -12,7 +12,6 @@ so `--model blip2-lora=RUN_DIR` loads base + adapter in medcap.
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ from finetune.common.collate import answer_lengths, label_answers, truncate_capt
 from finetune.common.config import LoraTrainConfig, option
 from finetune.common.models import (
     QUANTIZATION_CHOICES, apply_lora, base_weights_dir, quantization_settings, training_dtype,
-    validation_spec,
+    train_and_generation_processors, validation_spec,
 )
 from finetune.common.training import Recipe, RunResult, train_family
 
@@ -74,11 +73,7 @@ def load_processors(weights: Path) -> tuple[Any, Any]:
     """A right-padded processor for training and a left-padded copy for generation."""
     from transformers import Blip2Processor
 
-    processor = Blip2Processor.from_pretrained(str(weights))
-    processor.tokenizer.padding_side = "right"
-    generation = copy.deepcopy(processor)
-    generation.tokenizer.padding_side = "left"
-    return processor, generation
+    return train_and_generation_processors(Blip2Processor.from_pretrained(str(weights)))
 
 
 def build_recipe(config: Blip2LoraConfig) -> Recipe:

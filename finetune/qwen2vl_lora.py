@@ -12,7 +12,6 @@ so they are named: the attention and MLP projections of the language model, not 
 
 from __future__ import annotations
 
-import copy
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +25,9 @@ import torch
 from finetune.common.cli import run_script
 from finetune.common.collate import answer_lengths, label_answers, truncate_caption
 from finetune.common.config import FinetuneError, LoraTrainConfig, option
-from finetune.common.models import apply_lora, base_weights_dir, training_dtype, validation_spec
+from finetune.common.models import (
+    apply_lora, base_weights_dir, train_and_generation_processors, training_dtype, validation_spec,
+)
 from finetune.common.training import Recipe, RunResult, train_family
 from medcap.models import DEFAULT_QWEN_PROMPT
 
@@ -106,10 +107,7 @@ def load_processors(weights: Path) -> tuple[Any, Any]:
     if not hasattr(processor, "image_processor"):
         raise FinetuneError(f"{weights}: the Qwen2-VL processor could not be built (got "
                             f"{type(processor).__name__}); install torchvision.")
-    processor.tokenizer.padding_side = "right"
-    generation = copy.deepcopy(processor)
-    generation.tokenizer.padding_side = "left"
-    return processor, generation
+    return train_and_generation_processors(processor)
 
 
 def build_recipe(config: Qwen2VLLoraConfig) -> Recipe:

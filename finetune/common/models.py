@@ -97,6 +97,17 @@ def apply_lora(model: Any, config: LoraTrainConfig, default_targets: Sequence[st
     return peft_model
 
 
+def train_and_generation_processors(processor: Any) -> tuple[Any, Any]:
+    """A right-padded processor for training (labels after the prompt line up) and a left-padded
+    copy for generation (a decoder-only LM continues from the last real token)."""
+    import copy
+
+    processor.tokenizer.padding_side = "right"
+    generation = copy.deepcopy(processor)
+    generation.tokenizer.padding_side = "left"
+    return processor, generation
+
+
 def validation_spec(config: TrainConfig, family: str, prompt: str | None = None,
                     **fields: Any) -> ModelSpec:
     """The medcap spec used to caption validation images: greedy, like the app's default."""
