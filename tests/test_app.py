@@ -6,11 +6,13 @@ installed), save reviews from two clients at once, reopen them, export the CSV a
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib.util
 import io
 import threading
 from pathlib import Path
+from typing import Iterator
 
 import pandas as pd
 import pytest
@@ -82,20 +84,30 @@ def launch_app(work: Path, blip_dir: Path, qwen_dir: Path):
     return demo, url, studio
 
 
+@contextlib.contextmanager
+def running_app(work: Path, blip_dir: Path, qwen_dir: Path) -> Iterator[tuple[str, Studio]]:
+    """(url, studio) of an app launched by `launch_app` with its own GRADIO_TEMP_DIR under
+    `work`; closed, and the environment restored, on exit."""
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
+    try:
+        demo, url, studio = launch_app(work, blip_dir, qwen_dir)
+        try:
+            yield url, studio
+        finally:
+            demo.close()
+    finally:
+        monkey.undo()
+
+
 @pytest.fixture(scope="module")
 def served(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
     """(client factory, studio, work dir, url) for an app launched once for this module."""
     from gradio_client import Client
 
     work = tmp_path_factory.mktemp("app")
-    monkey = pytest.MonkeyPatch()
-    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
-    demo, url, studio = launch_app(work, tiny_blip_dir, tiny_qwen2_vl_dir)
-    try:
+    with running_app(work, tiny_blip_dir, tiny_qwen2_vl_dir) as (url, studio):
         yield (lambda: Client(url, verbose=False)), studio, work, url
-    finally:
-        demo.close()
-        monkey.undo()
 
 
 def png(path: Path) -> Path:

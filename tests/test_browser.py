@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_app import launch_app
+from tests.test_app import running_app
 
 CHROMIUM = Path(os.environ.get("MEDCAP_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -34,14 +34,8 @@ if not CHROMIUM.exists():
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
     work = tmp_path_factory.mktemp("browser")
-    monkey = pytest.MonkeyPatch()
-    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
-    demo, url, studio = launch_app(work, tiny_blip_dir, tiny_qwen2_vl_dir)
-    try:
+    with running_app(work, tiny_blip_dir, tiny_qwen2_vl_dir) as (url, studio):
         yield url, studio, work
-    finally:
-        demo.close()
-        monkey.undo()
 
 
 @pytest.fixture(scope="module")
