@@ -52,6 +52,33 @@ def test_window_formula_matches_dicom_definition():
     assert window_to_uint8(values, 40, 400).tolist() == [0, 0, 0, 128, 255, 255, 255]
 
 
+def test_sigmoid_and_linear_exact_voi_functions_follow_the_standard():
+    values = np.array([-1000.0, -160.0, 40.0, 240.0, 1000.0])
+    sigmoid = window_to_uint8(values, 40, 400, "SIGMOID")
+    # y = 255 / (1 + exp(-4 (x - c) / w)): 0.5 at the centre, 1/(1+e^2) at c - w/2, no hard clip
+    assert sigmoid.tolist() == [0, 30, 128, 225, 255]
+    exact = window_to_uint8(values, 40, 400, "LINEAR_EXACT")
+    assert exact.tolist() == [0, 0, 128, 255, 255]
+
+
+@pytest.mark.parametrize("function, expected_label", [
+    ("SIGMOID", "C 600 / W 1600 sigmoid (from file)"),
+    ("LINEAR_EXACT", "C 600 / W 1600 linear_exact (from file)"),
+    ("BOGUS", "C 600 / W 1600 (from file)"),  # unknown: the standard's default, LINEAR
+])
+def test_voi_lut_function_in_the_file_is_applied(tmp_path, function, expected_label):
+    def set_function(ds):
+        ds.VOILUTFunction = function
+
+    loaded = load_image(edited_dicom("MR_small.dcm", tmp_path / "voi.dcm", set_function))
+    pixels = reference("MR_small.dcm").pixel_array
+    used = function if function != "BOGUS" else "LINEAR"
+    assert np.array_equal(np.asarray(loaded.display), window_to_uint8(pixels, 600, 1600, used))
+    assert loaded.metadata["window"] == expected_label
+    if function == "SIGMOID":  # and it really differs from the linear window
+        assert not np.array_equal(np.asarray(loaded.display), window_to_uint8(pixels, 600, 1600))
+
+
 def test_mr_small_uses_the_window_in_the_file():
     loaded = load_image(pydicom_file("MR_small.dcm"))
     ds = reference("MR_small.dcm")

@@ -1,6 +1,7 @@
 """DICOM files -> 8-bit pictures plus non-identifying metadata.
 
-Grayscale: modality LUT (rescale slope/intercept), then the VOI window from the file or a
+Grayscale: modality LUT (rescale slope/intercept), then the VOI window from the file (with its
+VOI LUT Function: LINEAR, LINEAR_EXACT or SIGMOID) or a
 per-modality default (LoaderConfig.default_windows), then MONOCHROME1 inversion. Colour:
 RGB / YBR (converted by pydicom) and PALETTE COLOR (through its lookup tables). Multi-frame
 series show their middle frame. Metadata comes from an allow-list of tags, so patient
@@ -24,7 +25,9 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from medcap.data.config import LoaderConfig
 from medcap.data.errors import ImageLoadError
 from medcap.data.images import bomb_message
-from medcap.data.pixels import model_image, scale_to_bits, stretch_to_uint8, window_to_uint8
+from medcap.data.pixels import (
+    VOI_FUNCTIONS, model_image, scale_to_bits, stretch_to_uint8, window_to_uint8,
+)
 from medcap.data.items import LoadedImage
 from medcap.data.metadata import METADATA_FIELDS
 
@@ -199,7 +202,13 @@ def _grayscale(ds: Dataset, frame: np.ndarray, config: LoaderConfig) -> tuple[np
     values = apply_modality_lut(frame, ds).astype(np.float64)
     center, width = _first_number(ds.get("WindowCenter")), _first_number(ds.get("WindowWidth"))
     if center is not None and width is not None and width > 0:
-        return window_to_uint8(values, center, width), f"C {center:g} / W {width:g} (from file)"
+        function = str(ds.get("VOILUTFunction") or "LINEAR").strip().upper()
+        if function not in VOI_FUNCTIONS:  # an unknown value: the standard's default
+            function = "LINEAR"
+        label = f"C {center:g} / W {width:g} (from file)"
+        if function != "LINEAR":
+            label = f"C {center:g} / W {width:g} {function.lower()} (from file)"
+        return window_to_uint8(values, center, width, function), label
     if "VOILUTSequence" in ds:
         return stretch_to_uint8(apply_voi_lut(values, ds)), "VOI LUT (from file)"
     modality = str(ds.get("Modality") or "").upper()

@@ -20,9 +20,20 @@ def stretch_to_uint8(values: np.ndarray) -> np.ndarray:
     return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
 
 
-def window_to_uint8(values: np.ndarray, center: float, width: float) -> np.ndarray:
-    """Apply a linear VOI window as defined in DICOM PS3.3 C.11.2.1.2.1, output 0..255."""
+VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def window_to_uint8(values: np.ndarray, center: float, width: float,
+                    function: str = "LINEAR") -> np.ndarray:
+    """Apply a VOI window, output 0..255, with the file's VOI LUT Function (DICOM PS3.3
+    C.11.2.1.2 and C.11.2.1.3): LINEAR (the default), LINEAR_EXACT or SIGMOID."""
     values = np.asarray(values, dtype=np.float64)
+    if function == "SIGMOID":  # mammography and some CR: a soft shoulder instead of a hard clip
+        out = 255.0 / (1.0 + np.exp(np.clip(-4.0 * (values - center) / width, -700, 700)))
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
+    if function == "LINEAR_EXACT":
+        out = ((values - center) / width + 0.5) * 255.0
+        return np.clip(np.round(out), 0, 255).astype(np.uint8)
     if width <= 1:
         return np.where(values > center - 0.5, 255, 0).astype(np.uint8)
     scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
