@@ -10,10 +10,14 @@ from pydicom.pixels import apply_color_lut, get_decoder
 from pydicom.uid import JPEGLSLossless, UID
 
 from medcap.data import METADATA_LABELS, ImageLoadError, load_image
+from medcap.data.config import LoaderConfig
 from medcap.data.pixels import window_to_uint8
 from tests.support.data_fixtures import edited_dicom, pydicom_file
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+NO_OVERLAYS = LoaderConfig(draw_overlays=False)
 
 
 def reference(name: str) -> pydicom.Dataset:
@@ -108,13 +112,96 @@ def test_monochrome1_is_inverted(tmp_path):
 
 
 def test_examples_overlay_takes_first_of_several_windows():
-    loaded = load_image(pydicom_file("examples_overlay.dcm"))
+    loaded = load_image(pydicom_file("examples_overlay.dcm"), config=NO_OVERLAYS)
     ds = reference("examples_overlay.dcm")
     assert loaded.display.size == (484, 300)
     assert np.array_equal(np.asarray(loaded.display), window_to_uint8(ds.pixel_array, 450, 790))
     assert loaded.metadata["window"] == "C 450 / W 790 (from file)"
+    assert "overlays" not in loaded.metadata
     assert loaded.metadata["body_part"] == "ABDOMEN"
     assert loaded.metadata["study_description"] == "abdomen^liver"
+
+
+# --- overlay planes ---------------------------------------------------------------------------
+
+def test_overlay_plane_of_the_file_is_drawn_in_white():
+    ds = reference("examples_overlay.dcm")
+    mask = ds.overlay_array(0x6000).astype(bool)  # Siemens graphics, 222 pixels, origin (1, 1)
+    windowed = window_to_uint8(ds.pixel_array, 450, 790)
+    loaded = load_image(pydicom_file("examples_overlay.dcm"))
+    shown = np.asarray(loaded.display)
+    assert (shown[mask] == 255).all() and mask.sum() == 222
+    assert np.array_equal(shown[~mask], windowed[~mask])  # nothing else touched
+    assert not np.array_equal(shown, windowed)  # and the overlay really changed the picture
+    assert loaded.metadata["overlays"] == "1 drawn"
+    assert np.asarray(loaded.image.convert("L"))[mask].min() == 255  # the models see it too
+
+
+def _with_overlay(mask: np.ndarray, origin=(1, 1), group=0x6000, **frames):
+    """An edit for edited_dicom that adds one overlay plane (1-bit packed, like scanners write)."""
+    from pydicom.pixels import pack_bits
+
+    def edit(ds):
+        ds.add_new((group, 0x0010), "US", mask.shape[-2])
+        ds.add_new((group, 0x0011), "US", mask.shape[-1])
+        ds.add_new((group, 0x0040), "CS", "G")
+        ds.add_new((group, 0x0050), "SS", list(origin))
+        ds.add_new((group, 0x0100), "US", 1)
+        ds.add_new((group, 0x0102), "US", 0)
+        if "planes" in frames:
+            ds.add_new((group, 0x0015), "IS", frames["planes"])
+            ds.add_new((group, 0x0051), "US", frames["first"])
+        ds.add_new((group, 0x3000), "OW", pack_bits(mask.astype(np.uint8)))
+    return edit
+
+
+def test_overlay_origin_places_the_plane_and_is_clipped_at_the_border(tmp_path):
+    cross = np.zeros((8, 8), dtype=bool)
+    cross[3, :] = cross[:, 3] = True
+    placed = load_image(edited_dicom("MR_small.dcm", tmp_path / "placed.dcm",
+                                     _with_overlay(cross, origin=(11, 21))), config=NO_OVERLAYS)
+    plain = np.asarray(placed.display)
+    shown = np.asarray(load_image(tmp_path / "placed.dcm").display)
+    assert (shown[10:18, 20:28][cross] == 255).all()
+    assert np.array_equal(shown[10:18, 20:28][~cross], plain[10:18, 20:28][~cross])
+    assert np.array_equal(np.delete(np.delete(shown, range(10, 18), 0), range(20, 28), 1),
+                          np.delete(np.delete(plain, range(10, 18), 0), range(20, 28), 1))
+    # Origin (61, 61) on a 64 x 64 image: only the top-left 4 x 4 of the plane is visible.
+    edge = np.asarray(load_image(edited_dicom("MR_small.dcm", tmp_path / "edge.dcm",
+                                              _with_overlay(cross, origin=(61, 61)))).display)
+    assert (edge[60:64, 60:64][cross[:4, :4]] == 255).all()
+
+
+def test_unreadable_overlay_is_left_out_and_the_image_still_loads(tmp_path):
+    def broken(ds):
+        _with_overlay(np.ones((8, 8), dtype=bool))(ds)
+        ds[0x6000, 0x3000].value = b"\x01"  # 1 byte for a 64-bit plane
+        _with_overlay(np.ones((4, 4), dtype=bool), group=0x6002)(ds)
+
+    loaded = load_image(edited_dicom("MR_small.dcm", tmp_path / "broken.dcm", broken))
+    assert loaded.metadata["overlays"] == "1 drawn, 1 unreadable, left out"
+    assert (np.asarray(loaded.display)[:4, :4] == 255).all()
+
+
+def _three_frames(ds):
+    """MR_small repeated as a 3-frame series (the middle frame, index 1, is shown)."""
+    ds.NumberOfFrames = 3
+    ds.PixelData = ds.PixelData * 3
+
+
+@pytest.mark.parametrize("first_frame, drawn", [(2, True), (1, False), (3, False)])
+def test_multi_frame_overlay_is_drawn_only_on_its_own_frame(tmp_path, first_frame, drawn):
+    mask = np.ones((4, 4), dtype=bool)
+
+    def edit(ds):
+        _three_frames(ds)
+        _with_overlay(mask, planes=1, first=first_frame)(ds)
+
+    loaded = load_image(edited_dicom("MR_small.dcm", tmp_path / "mf.dcm", edit))
+    assert loaded.metadata["frame_shown"] == "2 of 3"
+    corner = np.asarray(loaded.display)[:4, :4]
+    assert (corner == 255).all() == drawn
+    assert ("overlays" in loaded.metadata) == drawn
 
 
 def test_no_window_and_no_default_uses_the_full_range():

@@ -18,6 +18,8 @@ class LoaderConfig:
         are black).
     default_windows: VOI window (centre, width) per DICOM modality when the file has none; CT
         gets the soft-tissue window, anything else the full range of the frame.
+    draw_overlays: draw DICOM overlay planes (arrows, measurements, ROI outlines) on grayscale
+        images in white, as radiology viewers do by default.
     """
 
     max_pixels: int = 64_000_000
@@ -27,6 +29,7 @@ class LoaderConfig:
     default_windows: dict[str, tuple[float, float]] = field(
         default_factory=lambda: {"CT": (40.0, 400.0)}
     )
+    draw_overlays: bool = True
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Grayscale: modality LUT (rescale slope/intercept), then the VOI window from the 
 VOI LUT Function: LINEAR, LINEAR_EXACT or SIGMOID) or a
 per-modality default (LoaderConfig.default_windows), then MONOCHROME1 inversion. Colour:
 RGB / YBR (converted by pydicom) and PALETTE COLOR (through its lookup tables). Multi-frame
-series show their middle frame. Metadata comes from an allow-list of tags, so patient
+series show their middle frame. Overlay planes (annotations) are drawn in white, as viewers do
+(medcap.data.overlays). Metadata comes from an allow-list of tags, so patient
 identifiers (name, ID, birth date, accession number, institution, ...) can never leak out.
 """
 
@@ -30,6 +31,7 @@ from medcap.data.pixels import (
 )
 from medcap.data.items import LoadedImage
 from medcap.data.metadata import METADATA_FIELDS
+from medcap.data.overlays import draw_overlays
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
@@ -58,7 +60,13 @@ def load_dicom(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     index = frames // 2
     frame = _decode_frame(ds, label, transfer_syntax, index if frames > 1 else None)
     display, window = _to_display(ds, frame, label, config)
+    overlays = None
+    if config.draw_overlays and display.mode == "L":
+        drawn, result = draw_overlays(ds, np.asarray(display), index if frames > 1 else 0)
+        display, overlays = Image.fromarray(drawn, "L"), result.describe()
     metadata = _metadata(ds, transfer_syntax, frames, index, window)
+    if overlays:
+        metadata["overlays"] = overlays
     return LoadedImage(
         image=model_image(display, config.min_model_side),
         display=display,

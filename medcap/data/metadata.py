@@ -36,6 +36,7 @@ METADATA_LABELS: dict[str, str] = {
     "frames": "Frames",
     "frame_shown": "Frame shown",
     "window": "Window",
+    "overlays": "Overlays",
     "transfer_syntax": "Transfer syntax",
     "sop_class": "SOP class",
 }
