@@ -56,7 +56,9 @@ def test_folder_with_two_models_writes_every_row(tmp_path, image_folder, tiny_bl
     assert float(by_key[("qwen2-vl", "c")]["processing_time_sec"]) > 0
     broken = by_key[("blip", "broken")]
     assert broken["generated_caption"] == "" and "broken.png" in broken["error"]
-    assert "blip: captioned 4 new image(s)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "blip: captioned 4 new image(s) in " in err
+    assert "images/s (float32 on cpu) -> " in err  # what it really ran in (tests pin fp32)
 
 
 def test_parquet_source_with_limit_split_and_modality(tmp_path, tiny_blip_dir):
@@ -168,3 +170,10 @@ def test_adapter_and_prompt_flags_reach_the_spec(tiny_blip2_dir, tiny_blip2_adap
     lora, qwen = specs
     assert lora.adapter == str(tiny_blip2_adapter_dir) and lora.source == str(tiny_blip2_dir)
     assert lora.prompt is None and qwen.prompt == "Describe the CT."
+
+
+@pytest.mark.parametrize("seconds, text", [(4.26, "4.3 s"), (83, "1m 23s"), (3723, "1h 02m 03s")])
+def test_summary_durations_read_like_a_clock(seconds, text):
+    from medcap.cli.caption import _duration
+
+    assert _duration(seconds) == text

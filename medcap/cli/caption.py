@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from typing import Iterator
 
 from tqdm import tqdm
@@ -120,16 +121,22 @@ def _pending(records: Iterator, writer: ResultsWriter, model: str) -> Iterator:
 
 
 def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: ResultsWriter) -> int:
-    """Caption every pending image of the source with one model; returns images captioned."""
+    """Caption every pending image of the source with one model; returns images captioned.
+
+    Ends with one summary line on stderr: count, wall time, images/s, and the device and
+    precision the model really ran in (dtype "auto" depends on the machine).
+    """
     from medcap.data import iter_records
 
-    if getattr(args, "backend", "transformers") == "vllm":
+    vllm = getattr(args, "backend", "transformers") == "vllm"
+    if vllm:
         from medcap.models.vllm_backend import create_vllm_captioner
 
         captioner = create_vllm_captioner(spec)
     else:
         captioner = create_captioner(spec)
     captioner.load()  # fail fast, before reading any image
+    started = time.perf_counter()
     records = _pending(iter_records(args.images, split=args.split, limit=args.limit), writer,
                        spec.label)
     bar = tqdm(total=args.limit, desc=spec.label, unit="img", disable=args.no_progress,
@@ -156,7 +163,21 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
             bar.update(len(rows))
     finally:
         bar.close()
+    seconds = time.perf_counter() - started
+    rate = f", {count / seconds:.2f} images/s" if count and seconds > 0 else ""
+    where = ("vLLM engine" if vllm else
+             f"{str(captioner.dtype).removeprefix('torch.')} on {captioner.device}")
+    print(f"{spec.label}: captioned {count} new image(s) in {_duration(seconds)}{rate} "
+          f"({where}) -> {args.out}", file=sys.stderr)
     return count
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m {secs:02d}s"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f} s"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -181,8 +202,7 @@ def run(args: argparse.Namespace) -> int:
     failed = bool(problems)
     for spec in specs:
         try:
-            count = caption_with_model(spec, args, writer)
-            print(f"{spec.label}: captioned {count} new image(s) -> {args.out}", file=sys.stderr)
+            caption_with_model(spec, args, writer)
         except ModelLoadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
