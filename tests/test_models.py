@@ -69,7 +69,7 @@ def test_qwen2_vl_mixed_sizes_in_one_batch_keep_their_own_captions(tiny_qwen2_vl
     captioner = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir),
                                               max_new_tokens=8))
     images = _images()[:3]  # three different sizes -> different visual token counts
-    inputs = captioner._prepare(images, None) if captioner.load() is None else None
+    inputs = captioner.prepare(images).inputs
     grid = inputs["image_grid_thw"].tolist()
     assert len({tuple(g) for g in grid}) > 1  # really mixed
     assert inputs["attention_mask"][:, 0].tolist().count(0) >= 1  # left padded
@@ -106,8 +106,8 @@ def test_qwen2_vl_max_pixels_caps_visual_tokens(tiny_qwen2_vl_dir):
     many = create_captioner(resolve_spec("q", str(tiny_qwen2_vl_dir), max_pixels=28 * 28 * 16))
     for c in (few, many):
         c.load()
-    tokens_few = int(np.prod(few._prepare([big], None)["image_grid_thw"][0].tolist())) // 4
-    tokens_many = int(np.prod(many._prepare([big], None)["image_grid_thw"][0].tolist())) // 4
+    tokens_few = int(np.prod(few.prepare([big]).inputs["image_grid_thw"][0].tolist())) // 4
+    tokens_many = int(np.prod(many.prepare([big]).inputs["image_grid_thw"][0].tolist())) // 4
     assert tokens_few <= 4 < tokens_many <= 16
 
 

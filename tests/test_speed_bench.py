@@ -109,7 +109,7 @@ def test_greedy_probabilities_equal_generate_scores(name, fixture, overrides, re
     images = [Image.new("RGB", (64, 64), c) for c in ("white", "gray")]
     captions = captioner.caption(images, batch_size=2)
 
-    inputs = {k: captioner._to_device(v) for k, v in captioner._prepare(images, None).items()}
+    inputs = {k: captioner._to_device(v) for k, v in captioner.prepare(images).inputs.items()}
     kwargs = captioner.spec.generation.generate_kwargs()
     with torch.inference_mode():
         out = captioner.model.generate(**inputs, return_dict_in_generate=True, output_scores=True,

@@ -16,7 +16,7 @@ from typing import Iterator
 from tqdm import tqdm
 
 from medcap.models import ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec
-from medcap.pipeline import prefetch_batches
+from medcap.pipeline import GROUP_BATCHES, prefetch_batches
 from medcap.results import ResultRow, ResultsFileError, ResultsWriter
 
 
@@ -142,13 +142,22 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
     bar = tqdm(total=args.limit, desc=spec.label, unit="img", disable=args.no_progress,
                file=sys.stderr)
     count = 0
+    # vLLM batches and preprocesses by itself; the transformers path gets the next batch decoded,
+    # size-grouped and preprocessed in a worker thread while it generates.
+    feed = (prefetch_batches(records, spec.batch_size) if vllm else
+            prefetch_batches(records, spec.batch_size, group=GROUP_BATCHES,
+                             prepare=captioner.background_preparer()))
+    window: list[tuple[int, ResultRow]] = []  # rows of a size-sorted window, written in order
     try:
-        for batch in prefetch_batches(records, spec.batch_size):
+        for batch in feed:
             rows: list[ResultRow] = []
-            good = [(rec, img) for rec, img, err in batch if err is None]
-            captions = captioner.caption([img for _, img in good]) if good else []
+            good = [(rec, img) for rec, img, err in batch.items if err is None and img is not None]
+            if batch.prepared is not None:
+                captions = captioner.generate(batch.prepared)
+            else:
+                captions = captioner.caption([img for _, img in good]) if good else []
             by_id = {rec.image_id: cap for (rec, _), cap in zip(good, captions)}
-            for rec, _, err in batch:
+            for rec, _, err in batch.items:
                 caption = by_id.get(rec.image_id)
                 rows.append(ResultRow(
                     image_id=rec.image_id, original_caption=rec.caption or "",
@@ -158,10 +167,14 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
                     modality=rec.modality or "", model_source=spec.describe(),
                     error=err or "",
                 ))
-            writer.write(rows)
-            count += len(rows)
+            window += zip(batch.order, rows)
             bar.update(len(rows))
+            if batch.closes_window:
+                writer.write([row for _, row in sorted(window, key=lambda entry: entry[0])])
+                count += len(window)
+                window = []
     finally:
+        feed.close()  # stops the worker thread at once, also when a write failed
         bar.close()
     seconds = time.perf_counter() - started
     rate = f", {count / seconds:.2f} images/s" if count and seconds > 0 else ""

@@ -8,6 +8,8 @@ batching (images grouped by size, original order restored), greedy/beam decoding
 
 from __future__ import annotations
 
+import copy
+import functools
 import json
 import threading
 import time
@@ -39,7 +41,18 @@ class Caption:
     tokens: list[TokenScore] = field(default_factory=list)
 
 
+@dataclass
+class PreparedBatch:
+    """Model inputs for one `generate` call, made on the CPU, possibly in a background thread
+    while the model is busy with the previous batch."""
+
+    inputs: dict[str, Any]
+    size: int
+    seconds: float  # preprocessing time, counted into each caption's per-image time
+
+
 ProgressCallback = Callable[[int, int], None]
+Preparer = Callable[..., PreparedBatch]
 
 
 class Captioner(ABC):
@@ -194,11 +207,35 @@ class Captioner(ABC):
     def caption_batch(self, images: Sequence[Image.Image], prompt: str | None = None
                       ) -> list[Caption]:
         """One `generate` call for the whole batch."""
+        return self.generate(self.prepare(images, prompt))
+
+    def prepare(self, images: Sequence[Image.Image], prompt: str | None = None,
+                processor: Any = None) -> PreparedBatch:
+        """The processor's work for one batch (resize, normalise, tokenise), on the CPU.
+
+        `processor` defaults to the captioner's own; `background_preparer` passes a private copy.
+        """
         self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        inputs = self._prepare(rgb, self.prompt_for(prompt))
-        inputs = {k: self._to_device(v) for k, v in inputs.items()}
+        inputs = self._prepare(processor or self.processor, rgb, self.prompt_for(prompt))
+        if self.device.startswith("cuda"):  # page-locked, so the copy to the GPU is asynchronous
+            inputs = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
+                      for k, v in inputs.items()}
+        return PreparedBatch(inputs=inputs, size=len(rgb), seconds=time.perf_counter() - started)
+
+    def background_preparer(self) -> Preparer:
+        """`prepare` bound to a private copy of the processor, for a worker thread that prepares
+        the next batch while `generate` runs: fast tokenizers refuse to be used from two threads
+        at once ("Already borrowed"), and the main thread keeps decoding captions with its own."""
+        self.load()
+        return functools.partial(self.prepare, processor=copy.deepcopy(self.processor))
+
+    def generate(self, prepared: PreparedBatch) -> list[Caption]:
+        """One `generate` call on prepared inputs; captions in the batch's order."""
+        self.load()
+        started = time.perf_counter()
+        inputs = {k: self._to_device(v) for k, v in prepared.inputs.items()}
         kwargs = self.spec.generation.generate_kwargs()
         kwargs.update(self._extra_generate_kwargs())
         recorder = None
@@ -214,7 +251,7 @@ class Captioner(ABC):
                 **inputs, return_dict_in_generate=True, output_scores=recorder is None, **kwargs
             )
             generated, probs = self._generated_tokens(out, recorder)
-        seconds = (time.perf_counter() - started) / len(images)
+        seconds = (prepared.seconds + time.perf_counter() - started) / prepared.size
         return [self._make_caption(ids, p, seconds) for ids, p in zip(generated, probs)]
 
     def prompt_for(self, prompt: str | None = None) -> str | None:
@@ -226,9 +263,10 @@ class Captioner(ABC):
     def _to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return value
+        non_blocking = value.is_pinned()
         if value.is_floating_point():
-            return value.to(self.device, dtype=self.dtype)
-        return value.to(self.device)
+            return value.to(self.device, dtype=self.dtype, non_blocking=non_blocking)
+        return value.to(self.device, non_blocking=non_blocking)
 
     def _from_pretrained_kwargs(self) -> dict[str, Any]:
         """dtype and, when the spec names one, the attention implementation."""
@@ -308,8 +346,9 @@ class Captioner(ABC):
         """Return (model, processor) loaded from a local directory with `from_pretrained`."""
 
     @abstractmethod
-    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
-        """Processor outputs (tensors) for a batch of RGB images with this call's prompt."""
+    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
+                 ) -> dict[str, Any]:
+        """`processor` outputs (tensors) for a batch of RGB images with this call's prompt."""
 
 
 class _ChosenTokenLogprob:

@@ -23,11 +23,12 @@ class BlipCaptioner(Captioner):
                                                              **self._from_pretrained_kwargs())
         return model, processor
 
-    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
+                 ) -> dict[str, Any]:
         if prompt:  # conditional captioning: the caption continues the prompt
-            return dict(self.processor(images=images, text=[prompt] * len(images),
-                                       return_tensors="pt", padding=True))
-        return dict(self.processor(images=images, return_tensors="pt"))
+            return dict(processor(images=images, text=[prompt] * len(images),
+                                  return_tensors="pt", padding=True))
+        return dict(processor(images=images, return_tensors="pt"))
 
     def _stop_token_ids(self) -> set[int]:
         text = self.model.config.text_config

@@ -32,6 +32,7 @@ class Blip2Captioner(Captioner):
         model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir), **kwargs)
         return model, processor
 
-    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
+                 ) -> dict[str, Any]:
         text = [prompt or ""] * len(images)
-        return dict(self.processor(images=images, text=text, return_tensors="pt", padding=True))
+        return dict(processor(images=images, text=text, return_tensors="pt", padding=True))

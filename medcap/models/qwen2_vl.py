@@ -34,21 +34,22 @@ class Qwen2VLCaptioner(Captioner):
                                                             **self._from_pretrained_kwargs())
         return model, processor
 
-    def chat_text(self, prompt: str | None = None) -> str:
+    def chat_text(self, prompt: str | None = None, processor: Any = None) -> str:
         """The templated prompt for one image (the processor expands the image placeholder)."""
         instruction = self.prompt_for(prompt) or DEFAULT_QWEN_PROMPT
         messages = [{"role": "user", "content": [{"type": "image"},
                                                  {"type": "text", "text": instruction}]}]
-        return self.processor.apply_chat_template(messages, tokenize=False,
-                                                  add_generation_prompt=True)
+        return (processor or self.processor).apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True)
 
-    def _prepare(self, images: list[Image.Image], prompt: str | None) -> dict[str, Any]:
+    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
+                 ) -> dict[str, Any]:
         kwargs: dict[str, Any] = {}
         if self.spec.max_pixels:
-            size = dict(self.processor.image_processor.size)
+            size = dict(processor.image_processor.size)
             size["longest_edge"] = self.spec.max_pixels
             size["shortest_edge"] = min(size.get("shortest_edge") or 0, self.spec.max_pixels)
             kwargs["size"] = size
-        text = [self.chat_text(prompt)] * len(images)
-        return dict(self.processor(text=text, images=images, padding=True, return_tensors="pt",
-                                   **kwargs))
+        text = [self.chat_text(prompt, processor)] * len(images)
+        return dict(processor(text=text, images=images, padding=True, return_tensors="pt",
+                              **kwargs))
