@@ -35,6 +35,7 @@ from PIL import Image  # noqa: E402
 
 from medcap.models import create_captioner, resolve_spec  # noqa: E402
 from medcap.models.spec import DEFAULT_QWEN_PROMPT  # noqa: E402
+from medcap.pipeline import GROUP_BATCHES, prefetch_batches  # noqa: E402
 
 MODELS = ("blip", "qwen2-vl", "blip2")
 DEFAULT_MODELS = ("blip", "qwen2-vl")  # BLIP-2 OPT-6.7B is GPU-sized: ask for it by name
@@ -73,7 +74,7 @@ class BenchConfig:
 @dataclass
 class PhaseResult:
     model: str
-    path: str  # "seed loop" or "medcap batched"
+    path: str  # "seed loop ...", "medcap batched ..." or "medcap pipelined ..."
     images: int
     seconds: float
     peak_bytes: int
@@ -167,15 +168,20 @@ def seed_loop(family: str, model_dir: Path, images: Sequence[Image.Image],
         _release(config.device)
 
 
-def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
-                 config: BenchConfig) -> PhaseResult:
-    """medcap's path: create_captioner(spec).caption(images, batch_size=...)."""
+def _medcap_captioner(family: str, model_dir: Path, config: BenchConfig) -> Any:
     spec = resolve_spec(family, str(model_dir), device=config.device, dtype=config.dtype,
                         batch_size=config.batch_size, max_new_tokens=config.new_tokens,
                         min_new_tokens=config.new_tokens, num_beams=1,
                         max_pixels=qwen_max_pixels(config) if family == "qwen2-vl" else None)
     captioner = create_captioner(spec)
     captioner.load()
+    return captioner
+
+
+def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
+                 config: BenchConfig) -> PhaseResult:
+    """medcap's path: create_captioner(spec).caption(images, batch_size=...)."""
+    captioner = _medcap_captioner(family, model_dir, config)
     dtype = str(captioner.dtype).removeprefix("torch.")
 
     def run(batch: Sequence[Image.Image]) -> None:
@@ -183,6 +189,45 @@ def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
 
     try:
         return _measure(family, f"medcap batched ({dtype}, {config.batch_size}/call)",
+                        captioner.model, images, run, config)
+    finally:
+        captioner.unload()
+        _release(config.device)
+
+
+@dataclass
+class _InMemoryRecord:
+    """A dataset record whose image is already in memory (the pipeline still copies it to RGB)."""
+
+    image_id: str
+    picture: Image.Image
+
+    def load(self) -> Any:
+        return _Loaded(self.picture.convert("RGB"))
+
+
+@dataclass
+class _Loaded:
+    image: Image.Image
+
+
+def pipelined_path(family: str, model_dir: Path, images: Sequence[Image.Image],
+                   config: BenchConfig) -> PhaseResult:
+    """What `python -m medcap caption` does: a worker thread converts, size-groups and
+    preprocesses the next batch (`prefetch_batches` + `background_preparer`) while the model
+    generates the current one."""
+    captioner = _medcap_captioner(family, model_dir, config)
+    dtype = str(captioner.dtype).removeprefix("torch.")
+    preparer = captioner.background_preparer()
+
+    def run(batch: Sequence[Image.Image]) -> None:
+        records = [_InMemoryRecord(str(i), image) for i, image in enumerate(batch)]
+        for part in prefetch_batches(records, config.batch_size, group=GROUP_BATCHES,
+                                     prepare=preparer):
+            captioner.generate(part.prepared)
+
+    try:
+        return _measure(family, f"medcap pipelined ({dtype}, {config.batch_size}/call)",
                         captioner.model, images, run, config)
     finally:
         captioner.unload()
@@ -230,7 +275,7 @@ def build_model(family: str, config: BenchConfig) -> Path:
 
 def bench_model(family: str, config: BenchConfig,
                 log: Callable[[str], None] = print) -> list[PhaseResult]:
-    """Seed loop then batched path for one model family on the same images."""
+    """Seed loop, batched path and pipelined path for one model family on the same images."""
     model_dir = build_model(family, config)
     images = _common.make_images(config.images, _common.parse_sizes(config.image_sizes))
     log(f"{LABELS[config.size][family]}: {model_dir}")
@@ -242,10 +287,13 @@ def bench_model(family: str, config: BenchConfig,
     log(f"  seed loop: {seed.images_per_second:.3f} images/s")
     batched = batched_path(family, model_dir, images, config)
     log(f"  batched:   {batched.images_per_second:.3f} images/s")
-    if seed.tokens_per_image != batched.tokens_per_image:
-        raise RuntimeError(f"unequal output: seed generated {seed.tokens_per_image} tokens/image, "
-                           f"batched {batched.tokens_per_image}")
-    return [seed, batched]
+    pipelined = pipelined_path(family, model_dir, images, config)
+    log(f"  pipelined: {pipelined.images_per_second:.3f} images/s")
+    for result in (batched, pipelined):
+        if result.tokens_per_image != seed.tokens_per_image:
+            raise RuntimeError(f"unequal output: seed generated {seed.tokens_per_image} "
+                               f"tokens/image, {result.path} {result.tokens_per_image}")
+    return [seed, batched, pipelined]
 
 
 def format_table(results: Sequence[PhaseResult], config: BenchConfig) -> str:

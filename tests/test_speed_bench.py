@@ -19,16 +19,17 @@ import bench_caption  # noqa: E402
 from medcap.models import create_captioner, resolve_spec  # noqa: E402
 
 
-def test_benchmark_runs_both_paths_on_tiny_models(tmp_path, capsys):
+def test_benchmark_runs_all_paths_on_tiny_models(tmp_path, capsys):
     argv = ["--size", "tiny", "--images", "2", "--new-tokens", "4", "--batch-size", "2",
             "--warmup", "0", "--cache-dir", str(tmp_path), "--image-sizes", "64x48,40x56"]
     assert bench_caption.main(argv) == 0
     out = capsys.readouterr().out
     table = [line for line in out.splitlines() if line.startswith("| ")]
-    assert len(table) == 5  # header + 2 models x (seed, batched)
+    assert len(table) == 7  # header + 2 models x (seed, batched, pipelined)
     for label in ("BLIP (tiny)", "Qwen2-VL (tiny)"):
         rows = [line for line in table if line.startswith(f"| {label} |")]
-        assert [r.split("|")[2].strip().split(" ")[0] for r in rows] == ["seed", "medcap"]
+        assert [" ".join(r.split("|")[2].split()[:2]) for r in rows] == [
+            "seed loop", "medcap batched", "medcap pipelined"]
         assert all(r.split("|")[4].strip() == "4" for r in rows)  # equal output: 4 tokens each
         assert rows[0].rstrip(" |").endswith("1.00x") and rows[1].rstrip(" |").endswith("x")
 
@@ -36,11 +37,10 @@ def test_benchmark_runs_both_paths_on_tiny_models(tmp_path, capsys):
 def test_bench_model_results_count_real_tokens_and_memory(tmp_path):
     config = bench_caption.parse_args(["--size", "tiny", "--images", "2", "--new-tokens", "3",
                                        "--warmup", "1", "--cache-dir", str(tmp_path)])
-    seed, batched = bench_caption.bench_model("qwen2-vl", config, log=lambda s: None)
-    assert seed.tokens_per_image == batched.tokens_per_image == 3
-    assert seed.images == batched.images == 2
-    assert seed.peak_bytes > 0 and batched.peak_bytes > 0
-    assert seed.images_per_second > 0 and batched.images_per_second > 0
+    results = bench_caption.bench_model("qwen2-vl", config, log=lambda s: None)
+    assert [r.tokens_per_image for r in results] == [3, 3, 3]
+    assert [r.images for r in results] == [2, 2, 2]
+    assert all(r.peak_bytes > 0 and r.images_per_second > 0 for r in results)
 
 
 def test_blip2_preset_builds_and_benchmarks_on_equal_output(tmp_path):
@@ -48,8 +48,8 @@ def test_blip2_preset_builds_and_benchmarks_on_equal_output(tmp_path):
     config = bench_caption.parse_args(["--size", "tiny", "--models", "blip2", "--images", "2",
                                        "--new-tokens", "3", "--warmup", "0",
                                        "--cache-dir", str(tmp_path)])
-    seed, batched = bench_caption.bench_model("blip2", config, log=lambda s: None)
-    assert seed.tokens_per_image == batched.tokens_per_image == 3
+    results = bench_caption.bench_model("blip2", config, log=lambda s: None)
+    assert [r.tokens_per_image for r in results] == [3, 3, 3]
 
 
 def test_real_size_presets_match_the_hub_models():
