@@ -178,21 +178,28 @@ def _medcap_captioner(family: str, model_dir: Path, config: BenchConfig) -> Any:
     return captioner
 
 
-def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
-                 config: BenchConfig) -> PhaseResult:
-    """medcap's path: create_captioner(spec).caption(images, batch_size=...)."""
+def _medcap_phase(family: str, model_dir: Path, images: Sequence[Image.Image],
+                  config: BenchConfig, kind: str,
+                  make_run: Callable[[Any], Callable[[Sequence[Image.Image]], None]]
+                  ) -> PhaseResult:
+    """Load medcap's captioner, time `make_run(captioner)` on the images, unload."""
     captioner = _medcap_captioner(family, model_dir, config)
     dtype = str(captioner.dtype).removeprefix("torch.")
-
-    def run(batch: Sequence[Image.Image]) -> None:
-        captioner.caption(list(batch), batch_size=config.batch_size)
-
     try:
-        return _measure(family, f"medcap batched ({dtype}, {config.batch_size}/call)",
-                        captioner.model, images, run, config)
+        return _measure(family, f"medcap {kind} ({dtype}, {config.batch_size}/call)",
+                        captioner.model, images, make_run(captioner), config)
     finally:
         captioner.unload()
         _release(config.device)
+
+
+def batched_path(family: str, model_dir: Path, images: Sequence[Image.Image],
+                 config: BenchConfig) -> PhaseResult:
+    """medcap's path: create_captioner(spec).caption(images, batch_size=...)."""
+    def make_run(captioner: Any) -> Callable[[Sequence[Image.Image]], None]:
+        return lambda batch: captioner.caption(list(batch), batch_size=config.batch_size)
+
+    return _medcap_phase(family, model_dir, images, config, "batched", make_run)
 
 
 @dataclass
@@ -216,22 +223,17 @@ def pipelined_path(family: str, model_dir: Path, images: Sequence[Image.Image],
     """What `python -m medcap caption` does: a worker thread converts, size-groups and
     preprocesses the next batch (`prefetch_batches` + `background_preparer`) while the model
     generates the current one."""
-    captioner = _medcap_captioner(family, model_dir, config)
-    dtype = str(captioner.dtype).removeprefix("torch.")
-    preparer = captioner.background_preparer()
+    def make_run(captioner: Any) -> Callable[[Sequence[Image.Image]], None]:
+        preparer = captioner.background_preparer()
 
-    def run(batch: Sequence[Image.Image]) -> None:
-        records = [_InMemoryRecord(str(i), image) for i, image in enumerate(batch)]
-        for part in prefetch_batches(records, config.batch_size, group=GROUP_BATCHES,
-                                     prepare=preparer):
-            captioner.generate(part.prepared)
+        def run(batch: Sequence[Image.Image]) -> None:
+            records = [_InMemoryRecord(str(i), image) for i, image in enumerate(batch)]
+            for part in prefetch_batches(records, config.batch_size, group=GROUP_BATCHES,
+                                         prepare=preparer):
+                captioner.generate(part.prepared)
+        return run
 
-    try:
-        return _measure(family, f"medcap pipelined ({dtype}, {config.batch_size}/call)",
-                        captioner.model, images, run, config)
-    finally:
-        captioner.unload()
-        _release(config.device)
+    return _medcap_phase(family, model_dir, images, config, "pipelined", make_run)
 
 
 def _measure(family: str, path: str, model: Any, images: Sequence[Image.Image],
