@@ -284,6 +284,20 @@ def test_blip2_lora_without_adapter_is_explained():
         create_captioner(resolve_spec("blip2-lora"))
 
 
+@pytest.mark.parametrize("family, fixture", [("blip", "tiny_blip_dir"),
+                                             ("qwen2-vl", "tiny_qwen2_vl_dir")])
+def test_quantization_reaches_every_family_on_the_chosen_gpu(request, family, fixture):
+    """Not only BLIP-2: a quantized BLIP or Qwen2-VL must not stay on the CPU while its inputs
+    go to the GPU; and --device cuda:1 puts the weights on GPU 1, where the inputs go."""
+    spec = resolve_spec(family, str(request.getfixturevalue(fixture)), quantization="4bit")
+    captioner = create_captioner(spec)
+    captioner.device = "cuda:1"  # what load() picks for --device cuda:1 on a GPU machine
+    kwargs = captioner._from_pretrained_kwargs()
+    assert kwargs["quantization_config"].load_in_4bit and kwargs["device_map"] == {"": 1}
+    captioner.device = "cuda"
+    assert captioner._from_pretrained_kwargs()["device_map"] == {"": 0}
+
+
 def test_quantization_needs_cuda(tiny_blip2_dir):
     message = _load_error(resolve_spec("blip2", str(tiny_blip2_dir), quantization="8bit",
                                        device="cpu"))

@@ -269,10 +269,19 @@ class Captioner(ABC):
         return value.to(self.device, non_blocking=non_blocking)
 
     def _from_pretrained_kwargs(self) -> dict[str, Any]:
-        """dtype and, when the spec names one, the attention implementation."""
+        """dtype, the attention implementation when the spec names one, and for a quantized
+        spec the bitsandbytes config with the weights placed on the chosen GPU (every family)."""
         kwargs: dict[str, Any] = {"dtype": self.dtype}
         if self.spec.attn_implementation:
             kwargs["attn_implementation"] = self.spec.attn_implementation
+        if self.spec.quantization:
+            from transformers import BitsAndBytesConfig
+
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_8bit=self.spec.quantization == "8bit",
+                load_in_4bit=self.spec.quantization == "4bit",
+            )
+            kwargs["device_map"] = {"": torch.device(self.device).index or 0}
         return kwargs
 
     def _extra_generate_kwargs(self) -> dict[str, Any]:

@@ -20,16 +20,8 @@ class Blip2Captioner(Captioner):
 
         processor = Blip2Processor.from_pretrained(str(weights_dir))
         processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
-        kwargs: dict[str, Any] = self._from_pretrained_kwargs()
-        if self.spec.quantization:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_8bit=self.spec.quantization == "8bit",
-                load_in_4bit=self.spec.quantization == "4bit",
-            )
-            kwargs["device_map"] = {"": 0}
-        model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir), **kwargs)
+        model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir),
+                                                              **self._from_pretrained_kwargs())
         return model, processor
 
     def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
