@@ -177,3 +177,50 @@ def test_summary_durations_read_like_a_clock(seconds, text):
     from medcap.cli.caption import _duration
 
     assert _duration(seconds) == text
+
+
+def test_image_the_processor_rejects_costs_one_row_not_the_run(tmp_path, tiny_qwen2_vl_dir,
+                                                               capsys):
+    """Qwen2-VL refuses aspect ratios above 200; that image gets an error row, the rest of its
+    batch and the run still get captions, and the model is unloaded at the end."""
+    from PIL import Image
+
+    from medcap.models.base import Captioner
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("L", (64, 64), 90).save(folder / "a.png")
+    Image.new("L", (6000, 8), 90).save(folder / "strip.png")  # decodes fine, ratio 750
+    Image.new("L", (48, 40), 160).save(folder / "b.png")
+    unloaded: list[str] = []
+    original = Captioner.unload
+
+    def spy(self):
+        unloaded.append(self.spec.name)
+        original(self)
+
+    out = tmp_path / "r.csv"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(Captioner, "unload", spy)
+        code = main(["caption", "--model", f"qwen2-vl={tiny_qwen2_vl_dir}", "--images",
+                     str(folder), "--out", str(out), "--max-new-tokens", "4",
+                     "--batch-size", "3", "--no-progress"])
+    assert code == 0
+    by_id = {r["image_id"]: r for r in _rows(out)}
+    assert set(by_id) == {"a", "b", "strip"}
+    assert by_id["a"]["generated_caption"] and by_id["b"]["generated_caption"]
+    assert by_id["strip"]["generated_caption"] == ""
+    assert by_id["strip"]["error"].startswith("could not be captioned: ValueError: ")
+    assert "aspect ratio" in by_id["strip"]["error"]
+    err = capsys.readouterr().err
+    assert "captioned 3 new image(s)" in err and "1 of them with an error" in err
+    assert unloaded == ["qwen2-vl"]
+
+
+def test_each_unavailable_command_names_itself(monkeypatch, capsys):
+    import medcap.cli as cli
+
+    monkeypatch.setattr(cli, "COMMANDS", {"caption": "medcap.no_such_caption",
+                                          "evaluate": "medcap.no_such_evaluate"})
+    assert cli.main(["caption"]) == 2
+    assert "the 'caption' command is unavailable" in capsys.readouterr().err

@@ -132,3 +132,18 @@ def test_cli_has_a_backend_flag():
     assert build_parser().parse_args(base + ["--backend", "vllm"]).backend == "vllm"
     with pytest.raises(SystemExit):
         build_parser().parse_args(base + ["--backend", "tgi"])
+
+
+def test_engine_that_cannot_start_is_a_model_load_error(tiny_qwen2_vl_dir):
+    """No CUDA or too little GPU memory must read as one model failing, not a traceback."""
+    def factory(kwargs):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    spec = resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir))
+    captioner = VllmQwen2VLCaptioner(spec, VllmSettings(), factory)
+    with pytest.raises(ModelLoadError) as caught:
+        captioner.load()
+    assert str(caught.value) == (
+        f"Could not start a vLLM engine for 'qwen2-vl' from {tiny_qwen2_vl_dir}: "
+        "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    assert not captioner.loaded

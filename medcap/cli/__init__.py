@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
             module = importlib.import_module(module_name)
         except ImportError as exc:  # a command whose module is missing is reported, not fatal
             stub = sub.add_parser(name, help=f"(unavailable: {exc})")
-            stub.set_defaults(_run=lambda args, exc=exc: _unavailable(name, exc))
+            stub.set_defaults(_run=lambda args, exc=exc, name=name: _unavailable(name, exc))
             continue
         module.add_parser(sub)
     return parser

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Iterator
+from typing import Any, Callable, Iterator
 
 from tqdm import tqdm
 
-from medcap.models import ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec
-from medcap.pipeline import GROUP_BATCHES, prefetch_batches
+from medcap.models import (
+    Caption, ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec,
+)
+from medcap.models.errors import first_line
+from medcap.pipeline import GROUP_BATCHES, Batch, prefetch_batches
 from medcap.results import ResultRow, ResultsFileError, ResultsWriter
 
 
@@ -121,13 +124,12 @@ def _pending(records: Iterator, writer: ResultsWriter, model: str) -> Iterator:
 
 
 def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: ResultsWriter) -> int:
-    """Caption every pending image of the source with one model; returns images captioned.
+    """Caption every pending image of the source with one model; returns the rows written.
 
     Ends with one summary line on stderr: count, wall time, images/s, and the device and
-    precision the model really ran in (dtype "auto" depends on the machine).
+    precision the model really ran in (dtype "auto" depends on the machine). The model is
+    unloaded afterwards, so the next one finds the (GPU) memory free.
     """
-    from medcap.data import iter_records
-
     vllm = getattr(args, "backend", "transformers") == "vllm"
     if vllm:
         from medcap.models.vllm_backend import create_vllm_captioner
@@ -135,54 +137,99 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
         captioner = create_vllm_captioner(spec)
     else:
         captioner = create_captioner(spec)
-    captioner.load()  # fail fast, before reading any image
+    try:
+        captioner.load()  # fail fast, before reading any image
+        return _caption_all(captioner, spec, args, writer, vllm)
+    finally:
+        captioner.unload()
+
+
+def _caption_all(captioner: Any, spec: ModelSpec, args: argparse.Namespace,
+                 writer: ResultsWriter, vllm: bool) -> int:
+    from medcap.data import iter_records
+
     started = time.perf_counter()
     records = _pending(iter_records(args.images, split=args.split, limit=args.limit), writer,
                        spec.label)
     bar = tqdm(total=args.limit, desc=spec.label, unit="img", disable=args.no_progress,
                file=sys.stderr)
-    count = 0
     # vLLM batches and preprocesses by itself; the transformers path gets the next batch decoded,
     # size-grouped and preprocessed in a worker thread while it generates.
     feed = (prefetch_batches(records, spec.batch_size) if vllm else
             prefetch_batches(records, spec.batch_size, group=GROUP_BATCHES,
-                             prepare=captioner.background_preparer()))
+                             prepare=_or_none(captioner.background_preparer())))
     window: list[tuple[int, ResultRow]] = []  # rows of a size-sorted window, written in order
+    written = failed = 0
     try:
         for batch in feed:
             rows: list[ResultRow] = []
-            good = [(rec, img) for rec, img, err in batch.items if err is None and img is not None]
-            if batch.prepared is not None:
-                captions = captioner.generate(batch.prepared)
-            else:
-                captions = captioner.caption([img for _, img in good]) if good else []
-            by_id = {rec.image_id: cap for (rec, _), cap in zip(good, captions)}
-            for rec, _, err in batch.items:
-                caption = by_id.get(rec.image_id)
+            for (rec, _, err), outcome in zip(batch.items, _caption_batch(captioner, batch)):
+                caption = outcome if isinstance(outcome, Caption) else None
                 rows.append(ResultRow(
                     image_id=rec.image_id, original_caption=rec.caption or "",
                     generated_caption=caption.text if caption else "",
                     processing_time_sec=caption.seconds if caption else 0.0,
                     model=spec.label, timestamp=ResultRow.now(), split=rec.split or "",
                     modality=rec.modality or "", model_source=spec.describe(),
-                    error=err or "",
+                    error=err or (outcome if isinstance(outcome, str) else ""),
                 ))
+            failed += sum(1 for row in rows if row.error)
             window += zip(batch.order, rows)
             bar.update(len(rows))
             if batch.closes_window:
                 writer.write([row for _, row in sorted(window, key=lambda entry: entry[0])])
-                count += len(window)
+                written += len(window)
                 window = []
     finally:
         feed.close()  # stops the worker thread at once, also when a write failed
         bar.close()
     seconds = time.perf_counter() - started
-    rate = f", {count / seconds:.2f} images/s" if count and seconds > 0 else ""
+    good = written - failed  # the images/s is the model's: rows with an error do not count
+    rate = f", {good / seconds:.2f} images/s" if good and seconds > 0 else ""
+    errors = f"; {failed} of them with an error (see the error column)" if failed else ""
     where = ("vLLM engine" if vllm else
              f"{str(captioner.dtype).removeprefix('torch.')} on {captioner.device}")
-    print(f"{spec.label}: captioned {count} new image(s) in {_duration(seconds)}{rate} "
-          f"({where}) -> {args.out}", file=sys.stderr)
-    return count
+    print(f"{spec.label}: captioned {written} new image(s) in {_duration(seconds)}{rate} "
+          f"({where}) -> {args.out}{errors}", file=sys.stderr)
+    return written
+
+
+def _or_none(prepare: Callable[..., Any]) -> Callable[..., Any]:
+    """`prepare` that gives None instead of raising, so a batch the processor rejects is
+    captioned image by image in the main thread, where each failure is reported on its row."""
+    def tolerant(images: Any) -> Any:
+        try:
+            return prepare(images)
+        except Exception:
+            return None
+    return tolerant
+
+
+def _caption_batch(captioner: Any, batch: Batch) -> list[Caption | str | None]:
+    """One outcome per batch item: its Caption, an error text, or None when it did not decode.
+
+    A batch that fails as a whole (one image the processor rejects, say, an aspect ratio
+    Qwen2-VL refuses) is retried image by image, so one bad image costs one row, not the run.
+    """
+    good = [i for i, (_, image, err) in enumerate(batch.items) if err is None and image is not None]
+    outcomes: list[Caption | str | None] = [None] * len(batch.items)
+    try:
+        if batch.prepared is not None:
+            captions = captioner.generate(batch.prepared)
+        else:
+            captions = captioner.caption([batch.items[i][1] for i in good]) if good else []
+    except Exception:
+        captions = None  # retried image by image below
+    if captions is not None:
+        for i, caption in zip(good, captions):
+            outcomes[i] = caption
+        return outcomes
+    for i in good:
+        try:
+            outcomes[i] = captioner.caption([batch.items[i][1]])[0]
+        except Exception as exc:
+            outcomes[i] = f"could not be captioned: {type(exc).__name__}: {first_line(exc)}"
+    return outcomes
 
 
 def _duration(seconds: float) -> str:

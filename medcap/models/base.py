@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from medcap.models import loading
-from medcap.models.errors import ModelLoadError
+from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.spec import ModelSpec
 
 
@@ -106,7 +106,7 @@ class Captioner(ABC):
             except Exception as exc:  # corrupt weights, wrong layout, missing processor files
                 raise ModelLoadError(
                     f"Could not load '{spec.name}' from {spec.source}: "
-                    f"{type(exc).__name__}: {_first_line(exc)}"
+                    f"{type(exc).__name__}: {first_line(exc)}"
                 ) from exc
             if spec.adapter:
                 model = self._apply_adapter(model, spec.adapter)
@@ -127,7 +127,8 @@ class Captioner(ABC):
             self.dtype = dtype or (params[0].dtype if params else torch.float32)
 
     def unload(self) -> None:
-        """Free the weights (the app does this when a user switches models on a small machine)."""
+        """Free the weights and the GPU memory torch keeps cached for them (the caption CLI does
+        this after each model, so the next one finds the memory free)."""
         with self._lock:
             self.model = None
             self.processor = None
@@ -167,7 +168,7 @@ class Captioner(ABC):
         except Exception as exc:
             raise ModelLoadError(
                 f"'{self.spec.name}': the LoRA adapter in '{path}' does not fit the base model "
-                f"{self.spec.source}: {type(exc).__name__}: {_first_line(exc)}"
+                f"{self.spec.source}: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
         if self.spec.quantization:
             return peft_model  # merging into quantized weights loses precision; keep it separate
@@ -385,8 +386,3 @@ def _strip_tokens(tokens: list[TokenScore]) -> list[TokenScore]:
     if tokens:
         tokens[0] = TokenScore(tokens[0].text.lstrip(), tokens[0].prob)
     return tokens
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:300] if text else "(no detail)"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from medcap.models.errors import ModelLoadError
+from medcap.models.errors import ModelLoadError, first_line
 
 # Parameter counts of the default hub models, for a memory check before anything downloads.
 KNOWN_PARAMETER_COUNTS = {
@@ -84,11 +84,9 @@ def resolve_weights_dir(source: str, *, what: str = "model") -> Path:
     try:
         return Path(snapshot_download(source))
     except Exception as exc:  # network errors, 401/404, disk full ...
-        reason = type(exc).__name__
-        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         raise ModelLoadError(
             f"The {what} '{source}' could not be fetched from the Hugging Face hub and is not in "
-            f"the local cache ({reason}{': ' + detail[:200] if detail else ''}). "
+            f"the local cache ({type(exc).__name__}: {first_line(exc)[:200]}). "
             + offline_hint(source)
         ) from exc
 

@@ -21,7 +21,7 @@ from PIL import Image
 
 from medcap.models import loading
 from medcap.models.base import Caption
-from medcap.models.errors import ModelLoadError
+from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.qwen2_vl import Qwen2VLCaptioner
 from medcap.models.spec import GenerationSettings, ModelSpec
 
@@ -51,7 +51,7 @@ def engine_kwargs(spec: ModelSpec, model_dir: Path, settings: VllmSettings) -> d
     """Arguments for `vllm.LLM(**kwargs)` for one Qwen2-VL spec."""
     kwargs: dict[str, Any] = {
         "model": str(model_dir),
-        "dtype": "auto" if spec.dtype == "auto" else spec.dtype,
+        "dtype": spec.dtype,
         "limit_mm_per_prompt": {"image": 1},
         **asdict(settings),
     }
@@ -124,9 +124,16 @@ class VllmQwen2VLCaptioner(Qwen2VLCaptioner):
             self._check_model_type(model_dir)
             from transformers import AutoProcessor
 
-            processor = AutoProcessor.from_pretrained(str(model_dir))
-            engine, sampling_params_class = self._engine_factory(
-                engine_kwargs(spec, model_dir, self.settings))
+            try:
+                processor = AutoProcessor.from_pretrained(str(model_dir))
+                engine, sampling_params_class = self._engine_factory(
+                    engine_kwargs(spec, model_dir, self.settings))
+            except ModelLoadError:
+                raise
+            except Exception as exc:  # no CUDA, GPU out of memory, weights vLLM cannot read
+                raise ModelLoadError(
+                    f"Could not start a vLLM engine for '{spec.name}' from {spec.source}: "
+                    f"{type(exc).__name__}: {first_line(exc)}") from exc
             self.processor = processor
             self._sampling_params = sampling_params_class(**sampling)
             self.model = engine
@@ -153,11 +160,6 @@ class VllmQwen2VLCaptioner(Qwen2VLCaptioner):
     def _stop_token_ids(self) -> set[int]:
         tokenizer = self.tokenizer
         return {t for t in (tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None}
-
-    def unload(self) -> None:
-        with self._lock:
-            self.model = None
-            self.processor = None
 
 
 def _chosen_token_probs(ids: list[int], logprobs: Any) -> list[float]:
