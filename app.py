@@ -15,6 +15,7 @@ from medcap.app.examples import stage_examples
 from medcap.app.studio import Studio, UploadError
 from medcap.app.table import ALL, UNREVIEWED, TableQuery
 from medcap.app.views import (
+    SLOT_FIELDS,
     item_values,
     page_values,
     review_dict,
@@ -73,6 +74,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             # ---------------------------------------------------------------- Compare
             with gr.Tab("Compare", id="compare") as compare_tab:
                 current_id = gr.State("")
+                opened_by = gr.State("")  # the reviewer name the open item's fields belong to
                 remembered_name = gr.BrowserState("", storage_key="medcap-reviewer-name")
                 with gr.Row():
                     reviewer = gr.Textbox(label="Your name (reviewer)", elem_id="reviewer",
@@ -85,7 +87,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                     random_button = gr.Button("Random")
                     next_button = gr.Button("Next ▶", elem_id="next-button")
                     generate_button = gr.Button("Generate missing captions")
-                compare_status = gr.Markdown()
+                compare_status = gr.Markdown(elem_id="compare-status")
                 with gr.Row():
                     image = gr.Image(label="Image", type="pil", interactive=False, height=360,
                                      scale=1)
@@ -162,9 +164,19 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 view = studio.open_item(image_id, name or "")
             except UploadError as exc:
                 raise _user_error(exc) from exc
-            return [*item_values(view), view.image_id, ""]
+            return [*item_values(view), view.image_id, "", (name or "").strip()]
 
-        open_outputs = item_outputs + [image_id_box, compare_status]
+        open_outputs = item_outputs + [image_id_box, compare_status, opened_by]
+        status_index = len(open_outputs) - 2
+
+        def keep_edits(values):
+            """Refresh the open item's cards (new captions, other reviewers) but leave what the
+            reviewer typed, and the version it is based on, as they are: unsaved text survives a
+            tab switch or a caption run, and a stale save is still caught as a conflict."""
+            values = list(values)
+            for start in range(3, 3 + SLOT_FIELDS * len(slot_models), SLOT_FIELDS):
+                values[start + 1 : start + SLOT_FIELDS] = [gr.skip()] * (SLOT_FIELDS - 1)
+            return values
 
         def open_or_explain(target, name, chosen_modality):
             if target:
@@ -181,11 +193,18 @@ def build_demo(studio: Studio) -> gr.Blocks:
             comparison = studio.comparison
             target = current or comparison.first(chosen_modality or ALL)
             values = open_item(target, name) if target else [gr.skip()] * len(open_outputs)
-            values[-1] = studio.data_problem or f"{len(comparison):,} images in {studio.dataset}."
+            if current:
+                values = keep_edits(values)
+            values[status_index] = (studio.data_problem
+                                    or f"{len(comparison):,} images in {studio.dataset}.")
             return [gr.update(choices=[ALL, *comparison.modalities]), *values]
 
-        def reopen(current, name):
-            return open_item(current, name) if current else [gr.skip()] * len(open_outputs)
+        def reopen(current, name, opened_name):
+            """A new reviewer name loads that reviewer's reviews; leaving the box unchanged
+            (blur fires anyway) touches nothing."""
+            if not current or (name or "").strip() == opened_name:
+                return [gr.skip()] * len(open_outputs)
+            return open_item(current, name)
 
         open_button.click(open_item, [image_id_box, reviewer], open_outputs, api_name="open_item")
         image_id_box.submit(open_item, [image_id_box, reviewer], open_outputs,
@@ -199,22 +218,25 @@ def build_demo(studio: Studio) -> gr.Blocks:
             [current_id, modality, reviewer], open_outputs, api_visibility="private")
         modality.change(lambda m, n: step(None, m, n, 0), [modality, reviewer], open_outputs,
                         api_visibility="private")
-        reviewer.blur(reopen, [current_id, reviewer], open_outputs, api_visibility="private")
+        reviewer.blur(reopen, [current_id, reviewer, opened_by], open_outputs,
+                      api_visibility="private")
         reviewer.change(lambda name: name, reviewer, remembered_name, api_visibility="private")
         demo.load(lambda name: name, remembered_name, reviewer, api_visibility="private")
         compare_tab.select(enter_compare, [current_id, modality, reviewer], [modality, *open_outputs],
                            api_visibility="private")
 
-        def generate(current, name, progress=gr.Progress()):
+        def generate(image_id, name, open_id, progress=gr.Progress()):
             try:
-                message = studio.generate_missing(current, _progress_callback(progress))
+                message = studio.generate_missing(image_id, _progress_callback(progress))
             except UploadError as exc:
                 raise _user_error(exc) from exc
-            values = open_item(current, name)
-            values[-1] = message
+            values = open_item(image_id, name)
+            if image_id == open_id:  # the image on screen: keep the reviewer's unsaved text
+                values = keep_edits(values)
+            values[status_index] = message
             return values
 
-        generate_button.click(generate, [image_id_box, reviewer], open_outputs,
+        generate_button.click(generate, [image_id_box, reviewer, current_id], open_outputs,
                               api_name="generate_missing")
 
         for model, components, save_button in zip(slot_models, slot_components, save_buttons):

@@ -99,6 +99,18 @@ def test_2_compare_tab_review_is_saved_and_reappears(page, page_url) -> None:
     assert textbox(page, "corrected-0").input_value() == "Axial CT of the chest, lung window."
 
 
+def test_2b_unsaved_review_text_survives_a_tab_switch_and_the_name_box(page) -> None:
+    draft = "Unsaved: consolidation in the left lower lobe."
+    textbox(page, "corrected-0").fill(draft)
+    textbox(page, "reviewer").click()
+    textbox(page, "image-id").click()  # the name box loses focus without a change
+    open_tab(page, "Evaluation")
+    open_tab(page, "Compare")
+    page.locator("#compare-status").get_by_text("images in").wait_for()
+    assert textbox(page, "corrected-0").input_value() == draft
+    page.locator("#status-0").get_by_text("Saved review, version 1").wait_for()  # not re-saved
+
+
 def test_3_evaluation_tab_shows_a_page_and_opens_a_row(page, page_url) -> None:
     _, studio, _ = page_url
     open_tab(page, "Evaluation")
