@@ -160,6 +160,20 @@ def test_image_folder_with_captions_csv(tmp_path):
     assert records[1].load().source_format == "jpeg"
 
 
+def test_hidden_parquet_cache_does_not_hide_an_image_folder(tmp_path):
+    folder = write_image_folder(tmp_path / "imgs", {"a.png": gray_png(), "b.jpg": rgb_jpeg()})
+    write_rocov2_parquet(folder / ".cache" / "old.parquet")  # e.g. a tool's hidden cache
+    assert [r.image_id for r in iter_records(folder)] == ["a", "b"]
+
+
+def test_folder_with_only_hidden_parquet_files_says_so(tmp_path):
+    from medcap.data.parquet import parquet_files_for
+
+    write_rocov2_parquet(tmp_path / "data" / ".cache" / "old.parquet")
+    with pytest.raises(DataSourceError, match="has no parquet files"):
+        parquet_files_for(tmp_path / "data", None)
+
+
 def test_image_folder_without_captions_and_with_dicom(tmp_path):
     folder = write_image_folder(tmp_path / "mixed", {"photo.png": Image.new("RGB", (40, 40))})
     copy_dicom("CT_small.dcm", folder / "ct.dcm")

@@ -17,6 +17,11 @@ from medcap.data.splits import describe_splits, split_of
 ROCOV2_COLUMNS = ("image", "image_id", "caption", "cui")
 
 
+def parquet_shards(root: Path) -> list[Path]:
+    """The .parquet files under a folder, sorted, leaving out hidden files and folders (caches)."""
+    return sorted(p for p in root.rglob("*.parquet") if not _hidden(p, root))
+
+
 def parquet_files_for(root: Path, split: str | None) -> list[tuple[Path, str | None]]:
     """The shards to read under a file or folder, each with its split, in a stable order."""
     if root.is_file():
@@ -24,7 +29,9 @@ def parquet_files_for(root: Path, split: str | None) -> list[tuple[Path, str | N
         if split and found and found != split:
             raise DataSourceError(f"'{root}' holds the '{found}' split, not '{split}'.")
         return [(root, split or found)]
-    files = sorted(p for p in root.rglob("*.parquet") if not _hidden(p, root))
+    files = parquet_shards(root)
+    if not files:
+        raise DataSourceError(f"'{root}' has no parquet files (hidden folders are not read).")
     labelled = [(path, split_of(path, root)) for path in files]
     present = {s for _, s in labelled if s}
     if split:

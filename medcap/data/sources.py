@@ -12,7 +12,7 @@ from medcap.data.errors import DataSourceError
 from medcap.data.folder import iter_folder_records
 from medcap.data.hub import iter_hub_records, looks_like_hub_id
 from medcap.data.items import Record
-from medcap.data.parquet import iter_parquet_records, parquet_files_for
+from medcap.data.parquet import iter_parquet_records, parquet_files_for, parquet_shards
 
 
 def iter_records(
@@ -43,7 +43,7 @@ def _open_source(source: str | os.PathLike, split: str | None, config: SourceCon
                     "(to caption one image, load it with load_image)."
                 )
             return iter_parquet_records(parquet_files_for(path, split), config)
-        if any(True for _ in path.rglob("*.parquet")):
+        if parquet_shards(path):  # a hidden cache's .parquet does not make it a parquet folder
             return iter_parquet_records(parquet_files_for(path, split), config)
         return iter_folder_records(path, split)
     text = str(source)
