@@ -284,6 +284,17 @@ def test_dicom_without_pixel_data(tmp_path):
     )
 
 
+def test_dicom_with_an_empty_pixel_data_element(tmp_path):
+    def empty_pixels(ds):
+        ds.PixelData = b""
+
+    path = edited_dicom("CT_small.dcm", tmp_path / "ct_empty_pixels.dcm", empty_pixels)
+    with pytest.raises(ImageLoadError) as caught:
+        load_image(path)
+    assert str(caught.value) == ("'ct_empty_pixels.dcm' is a DICOM CT Image Storage file without "
+                                 "pixel data: there is no image to caption.")
+
+
 def test_structured_report_is_not_an_image():
     with pytest.raises(ImageLoadError) as caught:
         load_image(pydicom_file("test-SR.dcm"))

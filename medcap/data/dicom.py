@@ -62,7 +62,7 @@ def load_dicom(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     display, window = _to_display(ds, frame, label, config)
     overlays = None
     if config.draw_overlays and display.mode == "L":
-        drawn, result = draw_overlays(ds, np.asarray(display), index if frames > 1 else 0)
+        drawn, result = draw_overlays(ds, np.asarray(display), index, frames)
         display, overlays = Image.fromarray(drawn, "L"), result.describe()
     metadata = _metadata(ds, transfer_syntax, frames, index, window)
     if overlays:
@@ -104,7 +104,7 @@ def _sop_class_name(ds: Dataset) -> str | None:
 
 
 def _require_pixel_data(ds: Dataset, label: str) -> None:
-    if any(keyword in ds for keyword in PIXEL_DATA_KEYWORDS):
+    if any(ds.get(keyword) for keyword in PIXEL_DATA_KEYWORDS):  # an empty element counts as none
         return
     sop = _sop_class_name(ds)
     modality = str(ds.get("Modality") or "").upper()

@@ -32,16 +32,17 @@ class OverlayResult:
         return ", ".join(parts)
 
 
-def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int) -> tuple[np.ndarray, OverlayResult]:
-    """`gray` (rows x columns, uint8) with every overlay plane of frame `frame_index` (0-based)
-    drawn in white. Returns a new array; `gray` is not modified."""
+def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int, frames: int
+                  ) -> tuple[np.ndarray, OverlayResult]:
+    """`gray` (rows x columns, uint8) with every overlay plane of frame `frame_index` (0-based,
+    of `frames`) drawn in white. Returns a new array; `gray` is not modified."""
     result = OverlayResult()
     out = gray
     for group in OVERLAY_GROUPS:
         if (group, 0x3000) not in ds:
             continue
         try:
-            mask = _plane_for_frame(ds, group, frame_index)
+            mask = _plane_for_frame(ds, group, frame_index, frames)
         except Exception:  # malformed overlay: wrong length, bad origin, unknown bit layout
             result.skipped += 1
             continue
@@ -56,14 +57,15 @@ def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int) -> tuple[np.n
     return out, result
 
 
-def _plane_for_frame(ds: Dataset, group: int, frame_index: int) -> np.ndarray | None:
+def _plane_for_frame(ds: Dataset, group: int, frame_index: int, frames: int
+                     ) -> np.ndarray | None:
     """The plane's 2-D mask for this frame, or None when the plane covers other frames only.
 
     Without the Multi-frame Overlay attributes a plane applies to every frame; with them it
     covers `Number of Frames in Overlay` frames from `Image Frame Origin` (1-based).
     """
     index = 0
-    if (group, 0x0015) in ds and _frame_count(ds) > 1:
+    if (group, 0x0015) in ds and frames > 1:
         planes = max(int(ds[group, 0x0015].value or 1), 1)
         first = int(ds[group, 0x0051].value or 1) - 1 if (group, 0x0051) in ds else 0
         index = frame_index - first
@@ -87,9 +89,3 @@ def _paint(image: np.ndarray, mask: np.ndarray, top: int, left: int) -> None:
     region = mask[r0 - top : r1 - top, c0 - left : c1 - left]
     image[r0:r1, c0:c1][region] = OVERLAY_VALUE
 
-
-def _frame_count(ds: Dataset) -> int:
-    try:
-        return max(int(ds.get("NumberOfFrames") or 1), 1)
-    except (TypeError, ValueError):
-        return 1
