@@ -117,7 +117,11 @@ def test_rouge_with_stemmer_matches_rouge_score(roco_pairs, config):
 
     from medcap.metrics import RougeConfig
 
-    candidates, references = (side[:80] for side in roco_pairs)
+    candidates, references = (list(side[:80]) for side in roco_pairs)
+    # Words the Porter modes stem differently ("dying", "skies", "hopefully"): rouge-score uses
+    # nltk's default mode, and so must we.
+    candidates.append("the patient is dying under skies hopefully")
+    references.append("patient dies under the sky hope")
     stemmed = score_captions(candidates, references, metrics=["rouge_l", "rouge1"], config=replace(config, rouge=RougeConfig(use_stemmer=True)))
     scorer = RougeScorer(["rougeL", "rouge1"], use_stemmer=True)
     results = [scorer.score(ref, cand) for cand, ref in zip(candidates, references)]
@@ -140,3 +144,18 @@ def test_imageclef_normalisation_scores_normalised_text(roco_pairs, config):
     # " 12 ,. " -> "number" on both sides: identical; "" vs "": both empty, scored 1 on every metric.
     assert table.per_caption["rouge1"].iloc[-2] == 1.0
     assert table.per_caption.iloc[-1].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_rouge_stemmer_is_rouge_scores_porter_mode():
+    """Runs without ../shared: words nltk's Porter modes stem differently."""
+    from dataclasses import replace
+
+    from rouge_score.rouge_scorer import RougeScorer
+
+    from medcap.metrics import RougeConfig
+
+    candidate, reference = "the patient is dying under skies hopefully", "patient dies under the sky hope"
+    ours = score_captions([candidate], [reference], metrics=["rouge_l"],
+                          config=replace(MetricsConfig(), rouge=RougeConfig(use_stemmer=True)))
+    expected = RougeScorer(["rougeL"], use_stemmer=True).score(reference, candidate)["rougeL"].fmeasure
+    assert ours.per_caption["rouge_l"].tolist() == pytest.approx([expected], abs=TOLERANCE)

@@ -51,7 +51,7 @@ def _rouge_stemmer(config: MetricsConfig):
         return None
     from nltk.stem import porter
 
-    return porter.PorterStemmer("ORIGINAL_ALGORITHM")
+    return porter.PorterStemmer()  # rouge-score's own choice (NLTK_EXTENSIONS mode)
 
 
 class _Pairs:
