@@ -35,7 +35,8 @@ def _user_error(exc: Exception) -> gr.Error:
 
 def build_demo(studio: Studio) -> gr.Blocks:
     """The whole page; `studio` holds the state, so tests can build it with tiny models."""
-    models = studio.pool.labels
+    # Unavailable models stay pickable after the available ones: their card says why.
+    models = [*studio.pool.labels, *(p for p in studio.pool.problems if p not in studio.pool.labels)]
     slot_models = studio.slot_models
 
     with gr.Blocks(title="medcap review studio") as demo:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from medcap.models import ModelLoadError, ModelSpec, discover_runs, parse_model_arg, resolve_spec
+from medcap.models.registry import check_ready
 from medcap.models.spec import DTYPES
 
 DEFAULT_MODELS = ("blip", "blip2-lora", "qwen2-vl")
@@ -70,6 +71,7 @@ class Settings:
                 spec = resolve_spec(name, source, **overrides)
                 if spec.name == "blip2-lora" and not spec.adapter and self.blip2_adapter:
                     spec = resolve_spec(name, self.blip2_adapter, **overrides)
+                check_ready(spec)  # listed as unavailable now, not after a user's first click
                 specs.append(spec)
             except ModelLoadError as exc:
                 problems[entry] = str(exc)

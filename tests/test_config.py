@@ -45,3 +45,13 @@ def test_mistyped_dtype_is_reported_per_model_not_raised(tmp_path):
     assert specs == []
     assert set(problems) == {"blip", "qwen2-vl"}
     assert "dtype 'fp32' is not one of auto, float32, bfloat16, float16" in problems["blip"]
+
+
+def test_blip2_lora_without_adapter_is_unavailable_from_the_start(tmp_path, tiny_blip_dir):
+    """The app lists it as unavailable on its first page, before anyone clicks Caption."""
+    settings = load_settings(env={"MEDCAP_MODELS": f"blip={tiny_blip_dir},blip2-lora"},
+                             config_file=tmp_path / "absent.toml")
+    specs, problems = settings.model_specs()
+    assert [s.name for s in specs] == ["blip"]
+    assert "'blip2-lora' needs a LoRA adapter" in problems["blip2-lora"]
+    assert "MEDCAP_BLIP2_ADAPTER" in problems["blip2-lora"]

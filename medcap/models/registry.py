@@ -191,14 +191,20 @@ def resolve_spec(name: str, source: str | None = None, **overrides: Any) -> Mode
     return spec.with_overrides(**clean) if clean else spec
 
 
-def create_captioner(spec: ModelSpec) -> Captioner:
-    """A captioner for `spec`; nothing is loaded until it is first used."""
-    cls = family_class(spec.family)
+def check_ready(spec: ModelSpec) -> None:
+    """Raise `ModelLoadError` for a spec that can never load as configured (known before any
+    weights are read), so the app can list it as unavailable at start-up."""
     if spec.name == "blip2-lora" and not spec.adapter:
         raise ModelLoadError(
             "'blip2-lora' needs a LoRA adapter: pass --adapter blip2-lora=DIR (the folder "
-            "finetune/blip2_lora.py wrote), --model blip2-lora=RUN_DIR, or set "
-            "MEDCAP_BLIP2_ADAPTER. Use --model blip2 for BLIP-2 without an adapter.")
+            "finetune/blip2_lora.py wrote) or --model blip2-lora=RUN_DIR; in the app set "
+            "MEDCAP_BLIP2_ADAPTER. Use blip2 for BLIP-2 without an adapter.")
+
+
+def create_captioner(spec: ModelSpec) -> Captioner:
+    """A captioner for `spec`; nothing is loaded until it is first used."""
+    cls = family_class(spec.family)
+    check_ready(spec)
     return cls(spec)
 
 
