@@ -356,7 +356,10 @@ LAUNCH_OPTIONS = {"css": CARD_CSS, "theme": gr.themes.Soft()}
 
 
 if __name__ == "__main__":
-    studio = Studio.from_environment()
+    try:
+        studio = Studio.from_environment()
+    except ValueError as exc:  # a mistyped setting or medcap.toml: say which, no traceback
+        raise SystemExit(f"error: {exc}") from None
     demo = build_demo(studio)
     studio.warm_up_in_background()  # data and scores, not model weights: those load on first use
     # A Space must listen on all interfaces; on a workstation, stay on loopback unless asked.

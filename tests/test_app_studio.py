@@ -120,6 +120,30 @@ def test_nothing_heavy_happens_before_first_use(tmp_path: Path, tiny_blip_dir: P
     assert studio._comparison is None and studio._table is None
 
 
+def test_mistyped_csv_paths_are_explained_and_the_app_still_works(tmp_path: Path) -> None:
+    settings = Settings(model_names=[], data_source=None, reviews_db=tmp_path / "r.sqlite",
+                        runs_dir=tmp_path / "runs")
+    results = tmp_path / "results.csv"
+    RESULTS.to_csv(results, index=False)
+    studio = Studio(settings, AppOptions(results_csv=tmp_path / "typo.csv", examples=[],
+                                         evaluation_csv=tmp_path / "typo_eval.csv"))
+    assert studio.results is None
+    assert "Could not read the results CSV" in studio.data_problem
+    assert "typo.csv" in studio.data_problem
+    # With good results but a missing evaluation CSV, items still open and scores are computed.
+    studio = Studio(settings, AppOptions(results_csv=results, examples=[],
+                                         evaluation_csv=tmp_path / "typo_eval.csv"))
+    first = studio.comparison.first(ALL)
+    assert studio.open_item(first).image_id == first
+    assert "Could not read the evaluation CSV" in studio.data_problem
+
+
+def test_non_numeric_sample_size_names_the_setting() -> None:
+    with pytest.raises(ValueError, match="MEDCAP_SAMPLE must be a whole number of dataset rows, "
+                                         "not 'lots'"):
+        AppOptions.from_env({"MEDCAP_SAMPLE": "lots"})
+
+
 def test_slots_cover_configured_models_and_models_only_in_results(studio: Studio) -> None:
     assert studio.slot_models == ["blip", "qwen2-vl"]
 

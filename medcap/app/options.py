@@ -42,7 +42,11 @@ class AppOptions:
         if env.get("MEDCAP_EVALUATION"):
             options.evaluation_csv = Path(env["MEDCAP_EVALUATION"])
         if env.get("MEDCAP_SAMPLE"):
-            options.sample_size = max(1, int(env["MEDCAP_SAMPLE"]))
+            try:
+                options.sample_size = max(1, int(env["MEDCAP_SAMPLE"]))
+            except ValueError:
+                raise ValueError(f"MEDCAP_SAMPLE must be a whole number of dataset rows, not "
+                                 f"{env['MEDCAP_SAMPLE']!r}.") from None
         if env.get("MEDCAP_DATASET_LABEL"):
             options.dataset_label = env["MEDCAP_DATASET_LABEL"]
         return options

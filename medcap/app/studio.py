@@ -107,9 +107,8 @@ class Studio:
         self.pool = pool
         self.store = store or ReviewStore(settings.reviews_db)
         self.dataset = _dataset_label(settings, self.options)
-        self.results = (read_results_csv(self.options.results_csv)
-                        if self.options.results_csv else None)
         self.data_problem = ""
+        self.results = self._read_csv("results", read_results_csv, self.options.results_csv)
         self._comparison: ComparisonSet | None = None
         self._scores: ScoreBook | None = None
         self._table: EvaluationTable | None = None
@@ -164,6 +163,18 @@ class Studio:
                                                         self._dataset_records())
             return self._comparison
 
+    def _read_csv(self, what: str, read: Any, path: Path | None) -> Any:
+        """A configured CSV, or None with the reason shown on the page (a mistyped path must
+        not stop the app, nor turn every click into a bare 'Error')."""
+        if not path:
+            return None
+        try:
+            return read(path)
+        except (OSError, ValueError, KeyError) as exc:
+            problem = f"Could not read the {what} CSV {path}: {type(exc).__name__}: {exc}"
+            self.data_problem = "; ".join(p for p in (self.data_problem, problem) if p)
+            return None
+
     def _dataset_records(self) -> list[Any]:
         source = getattr(self.settings, "data_source", None)
         if not source:
@@ -181,8 +192,8 @@ class Studio:
     def scores(self) -> ScoreBook:
         with self._lock:
             if self._scores is None:
-                evaluation = (read_evaluation_csv(self.options.evaluation_csv)
-                              if self.options.evaluation_csv else None)
+                evaluation = self._read_csv("evaluation", read_evaluation_csv,
+                                            self.options.evaluation_csv)
                 self._scores = ScoreBook(self.comparison, evaluation)
             return self._scores
 
