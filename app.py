@@ -59,7 +59,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
                         examples = stage_examples(studio.options.examples)
                         if examples:
                             gr.Examples([[str(p)] for p in examples], [upload],
-                                        label="Examples (DICOM samples from pydicom)")
+                                        label="Examples (DICOM and PNG samples)")
                     with gr.Column(scale=2):
                         preview = gr.Image(label="Image", type="pil", interactive=False,
                                            height=320)

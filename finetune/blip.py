@@ -84,7 +84,7 @@ def build_recipe(config: BlipTrainConfig) -> Recipe:
     bos = model.config.text_config.bos_token_id
     return Recipe(
         family="blip", model=model, processor=processor,
-        eval_processor=BlipProcessor.from_pretrained(str(weights)),
+        eval_processor=processor,  # captioning without a prompt: no padding side to differ
         collator=BlipCollator(processor, bos, config.max_caption_tokens),
         weights="full", eval_spec=validation_spec(config, "blip"),
     )

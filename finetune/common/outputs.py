@@ -83,12 +83,11 @@ def save_run(run_dir: Path, config: "TrainConfig", recipe: "Recipe", trainer: An
              splits: "Splits", metrics: dict[str, Any]) -> Path:
     """Save the (best) weights and write the manifest; call on every process, writes on rank 0."""
     weights_dir = run_dir / WEIGHTS_DIRS[recipe.weights]
-    trainer.save_model(str(weights_dir))  # full model, or only the adapter for a PeftModel
+    # Full model (with its processor: the Trainer saves processing_class), or only the adapter.
+    trainer.save_model(str(weights_dir))
     manifest_path = run_dir / "medcap.json"
     if not trainer.is_world_process_zero():
         return manifest_path
-    if recipe.weights == "full":
-        recipe.processor.save_pretrained(str(weights_dir))
     manifest = Manifest(
         family=recipe.family,
         base_model=_base_model_reference(config.base_model),

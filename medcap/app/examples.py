@@ -1,7 +1,7 @@
 """Example uploads for the Caption tab.
 
-Gradio only serves files from the working directory, its temp dir or `allowed_paths`, and the
-pydicom sample files live in site-packages; so examples are copied into the Gradio temp dir once.
+Gradio only serves files from the working directory, its temp dir or `allowed_paths`, so the
+examples in assets/examples are copied into the Gradio temp dir once.
 """
 
 from __future__ import annotations
@@ -12,25 +12,14 @@ import tempfile
 from pathlib import Path
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
-PYDICOM_EXAMPLES = ("CT_small.dcm", "MR_small.dcm")
 
 
 def bundled_examples() -> list[Path]:
-    """The project's assets/examples plus pydicom's CT and MR sample files when installed."""
-    examples: list[Path] = []
+    """The project's assets/examples (pydicom's CT and MR samples are copied there)."""
     assets = Path(__file__).resolve().parents[2] / "assets" / "examples"
-    if assets.is_dir():
-        examples += sorted(p for p in assets.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
-    try:
-        from pydicom.data import get_testdata_file
-
-        for name in PYDICOM_EXAMPLES:
-            found = get_testdata_file(name)
-            if found:
-                examples.append(Path(found))
-    except Exception:  # noqa: BLE001 - examples are optional; pydicom may try a download
-        pass
-    return examples
+    if not assets.is_dir():
+        return []
+    return sorted(p for p in assets.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)
 
 
 def stage_examples(paths: list[Path], destination: Path | None = None) -> list[Path]:
