@@ -266,15 +266,6 @@ def test_offline_demo_trains_a_scratch_blip_the_registry_lists(tmp_path: Path) -
     assert len(captions) == 2 and all(isinstance(c.text, str) for c in captions)
 
 
-def _data_layer_available() -> bool:
-    try:
-        from medcap.data import iter_records  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@pytest.mark.skipif(not _data_layer_available(), reason="medcap.data (the data layer) not merged")
 def test_blip_trains_on_rocov2_style_parquet_shards_through_the_data_layer(
         tiny_blip_dir: Path, tmp_path: Path) -> None:
     from medcap.data.synthetic import write_synthetic_parquet

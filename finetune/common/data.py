@@ -42,13 +42,8 @@ def with_captions(records: Iterable[CaptionRecord]) -> list[CaptionRecord]:
 
 
 def _iter_records(source: str, split: str | None, limit: int | None) -> list[CaptionRecord]:
-    try:
-        from medcap.data import iter_records  # type: ignore[attr-defined]
-    except ImportError as exc:
-        raise FinetuneError(
-            "Reading datasets needs medcap.data (the data layer), which this checkout lacks; "
-            "use --data synthetic, or install the full medcap package."
-        ) from exc
+    from medcap.data import iter_records
+
     return list(iter_records(source, split=split, limit=limit))
 
 

@@ -9,7 +9,6 @@ corpus BLEU on lower-cased whitespace tokens (close to, not equal to, pycocoeval
 from __future__ import annotations
 
 import logging
-import warnings
 from typing import Any, Sequence
 
 import torch
@@ -24,22 +23,10 @@ log = logging.getLogger(__name__)
 def score(candidates: Sequence[str], references: Sequence[str],
           metrics: Sequence[str]) -> dict[str, float]:
     """Corpus scores of `candidates` against one reference each, for the requested metrics."""
-    try:
-        from medcap.metrics import score_captions  # type: ignore[attr-defined]
-    except ImportError:
-        return _nltk_bleu4(candidates, references) if "bleu4" in metrics else {}
+    from medcap.metrics import score_captions
+
     table = score_captions(list(candidates), list(references), metrics=list(metrics))
     return {name: float(value) for name, value in table.corpus.items() if name in metrics}
-
-
-def _nltk_bleu4(candidates: Sequence[str], references: Sequence[str]) -> dict[str, float]:
-    from nltk.translate.bleu_score import corpus_bleu
-
-    with warnings.catch_warnings():  # nltk warns at length when a hypothesis has no 4-gram match
-        warnings.simplefilter("ignore")
-        value = corpus_bleu([[r.lower().split()] for r in references],
-                            [c.lower().split() for c in candidates])
-    return {"bleu4": float(value)}
 
 
 def model_dtype(model: Any) -> torch.dtype:
@@ -86,8 +73,8 @@ class CaptionEvaluator:
             log.warning("caption metrics not available here: %s", ", ".join(missing))
         if any(name in missing for name in self.required):
             raise FinetuneError(
-                f"the best-checkpoint metric {self.required[0]!r} could not be computed (it "
-                f"needs medcap.metrics and its resources); choose --best-metric loss or bleu4.")
+                f"the best-checkpoint metric {self.required[0]!r} could not be computed (its "
+                f"resources are missing here); choose --best-metric loss or bleu4.")
         return scores
 
     def captions(self, model: Any, process_index: int = 0, num_processes: int = 1) -> list[str]:
