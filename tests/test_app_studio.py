@@ -251,6 +251,36 @@ def test_evaluation_csv_drives_table_cards_summary_and_plot(tmp_path: Path) -> N
     assert view.slots[0].card.scores == {"bleu4": 0.25, "cider_d": 2.0}
 
 
+def test_summary_takes_corpus_scores_from_medcap_evaluates_summary(tmp_path: Path) -> None:
+    """Corpus BLEU-4 is not the mean of per-caption BLEU-4: with the summary JSON that
+    `medcap evaluate` writes beside its CSV, the app shows the same corpus number."""
+    import json
+
+    from medcap.cli import main
+
+    results = tmp_path / "results.csv"
+    pd.DataFrame({
+        "image_id": ["a", "b"], "model": ["blip", "blip"], "modality": ["CT", "CT"],
+        "original_caption": ["axial ct of the chest shows a large mass in the right upper lobe",
+                             "mri of the brain shows a small lesion in the left frontal lobe"],
+        "generated_caption": ["axial ct of the chest shows a large mass in the right upper lobe",
+                              "ct of the brain shows no lesion in the frontal lobe today"],
+        "error": ["", ""],
+    }).to_csv(results, index=False)
+    evaluation = tmp_path / "eval.csv"
+    assert main(["evaluate", "--predictions", str(results), "--out", str(evaluation),
+                 "--metrics", "bleu4,rouge_l"]) == 0
+    corpus = json.loads((tmp_path / "eval_summary.json").read_text())["models"]["blip"]["corpus"]
+    settings = Settings(model_names=[], data_source=None, reviews_db=tmp_path / "r.sqlite",
+                        runs_dir=tmp_path / "runs")
+    studio = Studio(settings, AppOptions(results_csv=results, evaluation_csv=evaluation,
+                                         examples=[]), pool=ModelPool([]))
+    summary = studio.summary().set_index("model")
+    assert summary.loc["blip", "bleu4"] == pytest.approx(corpus["bleu4"], abs=5e-4)
+    per_caption_mean = pd.read_csv(evaluation).query("model == 'blip'")["bleu4"].mean()
+    assert abs(corpus["bleu4"] - per_caption_mean) > 0.01  # so the test can tell them apart
+
+
 def test_examples_are_staged_where_gradio_serves_them(tmp_path: Path) -> None:
     from medcap.app.examples import stage_examples
 

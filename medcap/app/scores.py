@@ -8,8 +8,10 @@ Computation happens on first use and again only for a model that got new caption
 
 from __future__ import annotations
 
+import json
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -148,11 +150,15 @@ def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
                  "split", "timestamp", "error", "model_source", "processing_time_sec"}
     metrics = [c for c in frame.columns
                if c not in text_like and pd.api.types.is_numeric_dtype(frame[c])]
+    summary = frame.attrs.get("summary_models", {})
     result = {}
     for model, group in frame.groupby("model", sort=False):
         per_caption = group.set_index("image_id")[metrics]
-        corpus = {m: float(per_caption[m].mean()) for m in metrics}
-        result[str(model)] = ModelScores(per_caption, corpus, {})
+        saved = summary.get(str(model), {})
+        # Corpus BLEU/CIDEr are not means of per-caption scores: take medcap evaluate's own
+        # corpus numbers from its summary JSON; the mean only when that file is missing.
+        corpus = {m: float(saved.get("corpus", {}).get(m, per_caption[m].mean())) for m in metrics}
+        result[str(model)] = ModelScores(per_caption, corpus, dict(saved.get("unavailable", {})))
     return result
 
 
@@ -165,4 +171,12 @@ def read_evaluation_csv(path) -> pd.DataFrame:
     missing = {"image_id", "model"} - set(frame.columns)
     if missing:
         raise ValueError(f"{path} is not an evaluation CSV: missing {', '.join(sorted(missing))}.")
+    from medcap.cli.evaluate import EvaluationPaths  # where `medcap evaluate` puts its summary
+
+    summary = EvaluationPaths(Path(path)).summary_json
+    if summary.is_file():
+        try:
+            frame.attrs["summary_models"] = json.loads(summary.read_text(encoding="utf-8"))["models"]
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # an unreadable summary: fall back to per-caption means
     return frame
