@@ -110,7 +110,6 @@ def accelerator_available() -> bool:
 
 def training_arguments(config: TrainConfig) -> TrainingArguments:
     strategy = "steps" if config.eval_steps else "epoch"
-    best = "loss" if config.best_metric == "loss" else config.best_metric
     return TrainingArguments(
         output_dir=str(config.run_dir / CHECKPOINTS_DIR),
         per_device_train_batch_size=config.batch_size,
@@ -130,7 +129,7 @@ def training_arguments(config: TrainConfig) -> TrainingArguments:
         logging_steps=config.logging_steps,
         save_total_limit=config.save_total_limit,
         load_best_model_at_end=True,
-        metric_for_best_model=f"eval_{best}",
+        metric_for_best_model=f"eval_{config.best_metric}",
         greater_is_better=config.best_metric != "loss",
         seed=config.seed,
         data_seed=config.seed,

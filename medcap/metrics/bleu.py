@@ -19,7 +19,7 @@ _TINY = 1e-15
 
 def bleu_counts(
     candidate_ngrams: Sequence[NGramCounts], reference_ngrams: Sequence[NGramCounts],
-    candidate_lengths: Sequence[int], reference_lengths: Sequence[int], max_n: int,
+    candidate_lengths: Sequence[int], max_n: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(correct, guess) arrays of shape (pairs, max_n): clipped matches and candidate n-gram totals."""
     pairs = len(candidate_ngrams)

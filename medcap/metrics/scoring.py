@@ -108,7 +108,7 @@ def _bleu(pairs: _Pairs) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     max_n = pairs.config.bleu.max_n
     cand_len = [len(t) for t in cand_tokens]
     ref_len = [len(t) for t in ref_tokens]
-    correct, guess = bleu_counts(cand_ngrams, ref_ngrams, cand_len, ref_len, max_n)
+    correct, guess = bleu_counts(cand_ngrams, ref_ngrams, cand_len, max_n)
     per_caption, corpus = bleu_scores(correct, guess, cand_len, ref_len)
     names = [f"bleu{k}" for k in range(1, max_n + 1)]
     return ({name: per_caption[:, k] for k, name in enumerate(names)}, {name: float(corpus[k]) for k, name in enumerate(names)})
@@ -117,7 +117,7 @@ def _bleu(pairs: _Pairs) -> tuple[dict[str, np.ndarray], dict[str, float]]:
 def _cider(pairs: _Pairs) -> np.ndarray:
     cand_ngrams, ref_ngrams = pairs.ngrams
     n = pairs.config.cider.max_n
-    if n < max(pairs.config.bleu.max_n, n):  # counts were built up to BLEU's order
+    if n < pairs.config.bleu.max_n:  # counts were built up to BLEU's order
         cand_ngrams, ref_ngrams = [c[:n] for c in cand_ngrams], [r[:n] for r in ref_ngrams]
     return cider_d_scores(cand_ngrams, ref_ngrams, pairs.config.cider.sigma)
 

@@ -343,8 +343,8 @@ class Captioner(ABC):
             piece = text[len(previous) :] if text.startswith(previous) else text
             previous = text
             tokens.append(TokenScore(text=piece, prob=float(prob)))
-        caption = tokenizer.decode(kept, skip_special_tokens=True)
-        return Caption(text=_tidy(caption), seconds=seconds, tokens=_strip_tokens(tokens))
+        # `previous` is already the decode of every kept token: the whole caption.
+        return Caption(text=_tidy(previous), seconds=seconds, tokens=_strip_tokens(tokens))
 
     @property
     def tokenizer(self) -> Any:
