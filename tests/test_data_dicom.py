@@ -361,6 +361,17 @@ def test_dicom_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
     )
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG", "WEBP"])
+def test_raster_image_misnamed_dcm_is_read_as_the_image_it_is(tmp_path, fmt):
+    path = tmp_path / "scan.dcm"
+    from PIL import Image as PILImage
+
+    PILImage.new("L", (40, 30), 120).save(path, format=fmt)
+    loaded = load_image(path)
+    assert loaded.display.size == (40, 30)
+    assert loaded.source_format == fmt.lower()
+
+
 def test_text_file_named_dcm(tmp_path):
     path = tmp_path / "report.dcm"
     path.write_text("not a dicom file at all\n" * 20)

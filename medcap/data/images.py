@@ -48,10 +48,16 @@ def load_image(
     return _load_raster(data, label, config)
 
 
+RASTER_SIGNATURES = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF8", b"BM", b"II*\x00", b"MM\x00*")
+
+
 def looks_like_dicom(data: bytes, name: str | None) -> bool:
-    """DICOM Part 10 files carry "DICM" after a 128-byte preamble; bare datasets only a name."""
+    """DICOM Part 10 files carry "DICM" after a 128-byte preamble; bare datasets only a name,
+    which loses to the content: a PNG or JPEG saved as scan.dcm is still read as an image."""
     if data[128:132] == b"DICM":
         return True
+    if data.startswith(RASTER_SIGNATURES) or (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        return False
     return bool(name) and str(name).lower().endswith(DICOM_SUFFIXES)
 
 
