@@ -8,7 +8,6 @@ on its card and the other models still caption.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from PIL import Image
@@ -17,15 +16,6 @@ from medcap.app.cards import CaptionCard
 from medcap.models import Caption, Captioner, ModelLoadError, ModelSpec, create_captioner
 
 ProgressCallback = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A model as the pickers show it."""
-
-    label: str
-    family: str
-    description: str
 
 
 class ModelPool:
@@ -41,9 +31,6 @@ class ModelPool:
     @property
     def labels(self) -> list[str]:
         return list(self._specs)
-
-    def choices(self) -> list[ModelChoice]:
-        return [ModelChoice(label, spec.family, spec.describe()) for label, spec in self._specs.items()]
 
     def prompted_labels(self) -> list[str]:
         """Models whose prompt a user may edit (the instruction-following ones)."""

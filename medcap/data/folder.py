@@ -15,10 +15,6 @@ from medcap.data.splits import KNOWN_SPLITS, describe_splits
 CAPTIONS_FILE = "captions.csv"
 
 
-def has_images(root: Path) -> bool:
-    return any(True for _ in _image_files(root))
-
-
 def iter_folder_records(root: Path, split: str | None) -> Iterator[Record]:
     """Check the folder now (empty, splits, duplicate ids, captions.csv), then yield lazily."""
     selected, chosen, captions, ids = _plan(root, split)

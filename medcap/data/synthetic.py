@@ -23,7 +23,6 @@ import math
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 from PIL import Image
@@ -137,13 +136,6 @@ def synthetic_records(
             image_size=image_size, split=split, cuis=(MODALITY_CUIS[modality],),
         ))
     return records
-
-
-def iter_synthetic_splits(
-    train: int, validation: int, *, seed: int = 0, image_size: int = DEFAULT_IMAGE_SIZE
-) -> Iterator[SyntheticRecord]:
-    yield from synthetic_records(train, split="train", seed=seed, image_size=image_size)
-    yield from synthetic_records(validation, split="validation", seed=seed, image_size=image_size)
 
 
 def write_synthetic_folder(
