@@ -30,6 +30,7 @@ from finetune.common.models import (
 )
 from finetune.common.training import Recipe, RunResult, train_family
 from medcap.models import DEFAULT_QWEN_PROMPT
+from medcap.models.qwen2_vl import image_size_kwargs, user_turn
 
 # The language model's projections; the vision tower names its own `qkv`, `proj`, `fc1`, `fc2`.
 QWEN_LORA_TARGETS = (r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj"
@@ -54,16 +55,6 @@ class Qwen2VLLoraConfig(LoraTrainConfig):
     family: ClassVar[str] = "qwen2-vl"
 
 
-def image_size_kwargs(processor: Any, max_pixels: int | None) -> dict[str, Any]:
-    """Processor kwargs capping image area, as medcap's Qwen2-VL captioner applies them."""
-    if not max_pixels:
-        return {}
-    size = dict(processor.image_processor.size)
-    size["longest_edge"] = max_pixels
-    size["shortest_edge"] = min(size.get("shortest_edge") or 0, max_pixels)
-    return {"size": size}
-
-
 class Qwen2VLCollator:
     """Conversations -> Qwen2-VL inputs whose labels are the assistant answer only."""
 
@@ -71,8 +62,7 @@ class Qwen2VLCollator:
                  max_pixels: int | None) -> None:
         self.processor = processor
         self.max_caption_tokens = max_caption_tokens
-        self.user_turn = [{"role": "user", "content": [{"type": "image"},
-                                                       {"type": "text", "text": prompt}]}]
+        self.user_turn = user_turn(prompt)
         self.prompt_text = processor.apply_chat_template(
             self.user_turn, tokenize=False, add_generation_prompt=True)
         self.image_kwargs = image_size_kwargs(processor, max_pixels)

@@ -37,19 +37,27 @@ class Qwen2VLCaptioner(Captioner):
     def chat_text(self, prompt: str | None = None, processor: Any = None) -> str:
         """The templated prompt for one image (the processor expands the image placeholder)."""
         instruction = self.prompt_for(prompt) or DEFAULT_QWEN_PROMPT
-        messages = [{"role": "user", "content": [{"type": "image"},
-                                                 {"type": "text", "text": instruction}]}]
         return (processor or self.processor).apply_chat_template(
-            messages, tokenize=False, add_generation_prompt=True)
+            user_turn(instruction), tokenize=False, add_generation_prompt=True)
 
     def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
                  ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if self.spec.max_pixels:
-            size = dict(processor.image_processor.size)
-            size["longest_edge"] = self.spec.max_pixels
-            size["shortest_edge"] = min(size.get("shortest_edge") or 0, self.spec.max_pixels)
-            kwargs["size"] = size
         text = [self.chat_text(prompt, processor)] * len(images)
         return dict(processor(text=text, images=images, padding=True, return_tensors="pt",
-                              **kwargs))
+                              **image_size_kwargs(processor, self.spec.max_pixels)))
+
+
+# Shared with finetune/qwen2vl_lora.py, so training sees exactly the inputs captioning sends.
+def user_turn(instruction: str) -> list[dict[str, Any]]:
+    """The chat messages for one image and its instruction."""
+    return [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": instruction}]}]
+
+
+def image_size_kwargs(processor: Any, max_pixels: int | None) -> dict[str, Any]:
+    """Processor kwargs capping an image's area at `max_pixels` (visual tokens = area / 784)."""
+    if not max_pixels:
+        return {}
+    size = dict(processor.image_processor.size)
+    size["longest_edge"] = max_pixels
+    size["shortest_edge"] = min(size.get("shortest_edge") or 0, max_pixels)
+    return {"size": size}
