@@ -18,10 +18,6 @@ from medcap.models.spec import FAMILIES, GenerationSettings, ModelSpec
 
 _MODELS: dict[str, Callable[[], ModelSpec]] = {}
 
-# config.json `model_type` -> family, to recognise folders the project did not create.
-MODEL_TYPE_FAMILIES = {"blip": "blip", "blip-2": "blip2", "qwen2_vl": "qwen2-vl",
-                       "qwen2_5_vl": "qwen2-vl"}
-
 
 def register_model(name: str) -> Callable[[Callable[[], ModelSpec]], Callable[[], ModelSpec]]:
     def decorate(factory: Callable[[], ModelSpec]) -> Callable[[], ModelSpec]:
@@ -105,7 +101,8 @@ def _folder_family(folder: Path) -> str | None:
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError):
         return None
-    return MODEL_TYPE_FAMILIES.get(model_type)
+    # Each adapter lists the config.json `model_type`s it accepts; the same list checks at load.
+    return next((f for f in FAMILIES if model_type in family_class(f).model_types), None)
 
 
 def _spec_from_folder(name: str, folder: Path, base: ModelSpec | None) -> ModelSpec | None:
