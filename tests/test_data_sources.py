@@ -295,3 +295,11 @@ def test_streamed_rows_become_the_same_records_as_parquet(tmp_path):
     assert [r.image_id for r in records] == ids["test"]
     assert summary(records) == summary(expected)
     assert np.array_equal(np.asarray(records[0].load().display), np.asarray(expected[0].load().display))
+
+
+def test_tiny_synthetic_phantom_gets_the_same_model_picture_as_a_loaded_file():
+    from medcap.data.synthetic import synthetic_records
+
+    loaded = synthetic_records(1, image_size=16)[0].load()
+    assert loaded.display.size == (16, 16)
+    assert loaded.image.mode == "RGB" and min(loaded.image.size) >= 28  # Qwen2-VL's minimum

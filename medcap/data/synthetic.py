@@ -39,6 +39,8 @@ LESION_RADIUS = {"small": 0.06, "large": 0.15}  # as a fraction of the image sid
 DEFAULT_IMAGE_SIZE = 64
 
 from medcap.data import LoadedImage
+from medcap.data.config import DEFAULT_LOADER_CONFIG
+from medcap.data.pixels import model_image
 
 
 def phantom_caption(modality: str, side: str, size: str) -> str:
@@ -108,8 +110,9 @@ class SyntheticRecord:
         display = self.render()
         metadata = {"modality": self.modality, "lesion side": self.side,
                     "lesion size": self.size, "source": "synthetic phantom"}
-        return LoadedImage(image=display.convert("RGB"), display=display, metadata=metadata,
-                           source_format="synthetic")
+        # The same model picture as a loaded file gets (tiny phantoms are scaled up for Qwen2-VL).
+        return LoadedImage(image=model_image(display, DEFAULT_LOADER_CONFIG.min_model_side),
+                           display=display, metadata=metadata, source_format="synthetic")
 
 
 def synthetic_records(
