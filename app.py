@@ -11,66 +11,29 @@ import os
 import gradio as gr
 
 from medcap.app.cards import CARD_CSS, disclaimer_html
-from medcap.app.examples import stage_examples
 from medcap.app.studio import Studio, UploadError
 from medcap.app.table import ALL, UNREVIEWED, TableQuery
+from medcap.app.tabs.caption import build_caption_tab
+from medcap.app.tabs.common import progress_callback, user_error
+from medcap.app.tabs.export import build_export_tab
 from medcap.app.views import (
     SLOT_FIELDS,
     item_values,
     page_values,
     review_dict,
     save_values,
-    upload_values,
 )
 from medcap.review import VERDICTS, ReviewError, ReviewKey
 
 
-def _progress_callback(progress: gr.Progress):
-    return lambda fraction, text: progress(fraction, desc=text)
-
-
-def _user_error(exc: Exception) -> gr.Error:
-    return gr.Error(str(exc), print_exception=False)
-
-
 def build_demo(studio: Studio) -> gr.Blocks:
     """The whole page; `studio` holds the state, so tests can build it with tiny models."""
-    # Unavailable models stay pickable after the available ones: their card says why.
-    models = [*studio.pool.labels, *(p for p in studio.pool.problems if p not in studio.pool.labels)]
     slot_models = studio.slot_models
 
     with gr.Blocks(title="medcap review studio") as demo:
         gr.HTML(disclaimer_html())
         with gr.Tabs() as tabs:
-            # ---------------------------------------------------------------- Caption
-            with gr.Tab("Caption", id="caption"):
-                with gr.Row():
-                    with gr.Column(scale=1):
-                        upload = gr.File(label="Image (PNG / JPEG) or DICOM (.dcm)",
-                                         file_types=["image", ".dcm", ".dicom"], type="filepath",
-                                         elem_id="upload")
-                        chosen = gr.CheckboxGroup(models, value=models[:1], label="Models",
-                                                  elem_id="caption-models")
-                        prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
-                                            label="Prompt (Qwen2-VL)",
-                                            visible=bool(studio.pool.prompted_labels()))
-                        caption_button = gr.Button("Caption", variant="primary",
-                                                   elem_id="caption-button")
-                        examples = stage_examples(studio.options.examples)
-                        if examples:
-                            gr.Examples([[str(p)] for p in examples], [upload],
-                                        label="Examples (DICOM and PNG samples)")
-                    with gr.Column(scale=2):
-                        preview = gr.Image(label="Image", type="pil", interactive=False,
-                                           height=320)
-                        metadata = gr.HTML(label="Metadata")
-                        cards = gr.HTML(elem_id="caption-cards")
-                        gr.Markdown("Orange shading marks words the model was unsure of "
-                                    "(hover for the probability).")
-                        captions_json = gr.JSON(label="Captions (JSON)", visible=False)
-                if studio.pool.problems:
-                    gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
-                                          for name, why in studio.pool.problems.items()))
+            build_caption_tab(studio)
 
             # ---------------------------------------------------------------- Compare
             with gr.Tab("Compare", id="compare") as compare_tab:
@@ -137,34 +100,14 @@ def build_demo(studio: Studio) -> gr.Blocks:
                 plot = gr.BarPlot(x="bin", y="count", color="model", label="Distribution",
                                   x_title="score", y_title="captions", elem_id="distribution")
 
-            # ---------------------------------------------------------------- Export
-            with gr.Tab("Export", id="export"):
-                gr.Markdown(
-                    "Download every completed review (drafts are left out) with its ground truth, "
-                    "generated caption and scores. Cells that a spreadsheet would run as a formula "
-                    "are prefixed with `'`; the file is UTF-8 with a byte-order mark for Excel.")
-                export_button = gr.Button("Export reviews as CSV", elem_id="export-button")
-                export_file = gr.File(label="Reviews CSV", elem_id="export-file")
-                export_status = gr.Markdown()
-
-        # ================================================================= events: caption
-        def caption(path, labels, prompt_text, progress=gr.Progress()):
-            try:
-                result = studio.caption_upload(path, labels or [], prompt_text,
-                                               _progress_callback(progress))
-            except UploadError as exc:
-                raise _user_error(exc) from exc
-            return upload_values(result)
-
-        caption_button.click(caption, [upload, chosen, prompt],
-                             [preview, metadata, cards, captions_json], api_name="caption")
+            build_export_tab(studio)
 
         # ================================================================= events: compare
         def open_item(image_id, name):
             try:
                 view = studio.open_item(image_id, name or "")
             except UploadError as exc:
-                raise _user_error(exc) from exc
+                raise user_error(exc) from exc
             return [*item_values(view), view.image_id, "", (name or "").strip()]
 
         open_outputs = item_outputs + [image_id_box, compare_status, opened_by]
@@ -228,9 +171,9 @@ def build_demo(studio: Studio) -> gr.Blocks:
 
         def generate(image_id, name, open_id, progress=gr.Progress()):
             try:
-                message = studio.generate_missing(image_id, _progress_callback(progress))
+                message = studio.generate_missing(image_id, progress_callback(progress))
             except UploadError as exc:
-                raise _user_error(exc) from exc
+                raise user_error(exc) from exc
             values = open_item(image_id, name)
             if image_id == open_id:  # the image on screen: keep the reviewer's unsaved text
                 values = keep_edits(values)
@@ -336,16 +279,6 @@ def build_demo(studio: Studio) -> gr.Blocks:
             return [gr.Tabs(selected="compare"), *values]
 
         table.select(open_selected, [reviewer], [tabs, *open_outputs], api_visibility="private")
-
-        # ================================================================= events: export
-        def export():
-            try:
-                path = studio.export_reviews()
-            except UploadError as exc:
-                return None, str(exc)
-            return str(path), f"Exported {path.name}."
-
-        export_button.click(export, None, [export_file, export_status], api_name="export_reviews")
 
     demo.queue(default_concurrency_limit=4)
     return demo
