@@ -176,7 +176,8 @@ def test_open_item_carries_reviews_of_this_and_other_reviewers(studio: Studio) -
     assert view.slots[1].card.error == "out of memory"
     assert view.image is None and "captions only" in view.image_note
     values = item_values(view)
-    assert values[0] == "0012" and "Dr Bo" in values[3] and values[4] == "correct"
+    assert values.image_id == "0012" and len(values.slots) == len(view.slots)
+    assert "Dr Bo" in values.slots[0].card_html and values.slots[0].verdict == "correct"
 
 
 def test_open_unknown_item_is_a_message(studio: Studio) -> None:
@@ -304,4 +305,5 @@ def test_reopened_item_shows_the_reviewers_edit_history(studio: Studio) -> None:
     studio.save_review("0012", "blip", "Dr Ada", "minor error", "CT chest", "", 1)
     slot = studio.open_item("0012", "Dr Ada").slots[0]
     assert [(h.version, h.verdict) for h in slot.history] == [(1, "major error"), (2, "minor error")]
-    assert "Your edit history" in item_values(studio.open_item("0012", "Dr Ada"))[3]
+    shown = item_values(studio.open_item("0012", "Dr Ada")).slots[0]
+    assert "Your edit history" in shown.card_html

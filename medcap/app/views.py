@@ -35,13 +35,15 @@ class SlotValues:
     version: int
     status: str
 
-    def as_list(self) -> list[Any]:
-        return [self.card_html, self.verdict, self.corrected_caption, self.note, self.version,
-                self.status]
 
+@dataclass(frozen=True)
+class ItemValues:
+    """What opening one item shows: its id, image, ground-truth HTML and one slot per model."""
 
-SLOT_FIELDS = 6
-"""Number of components per review slot, in `SlotValues.as_list` order."""
+    image_id: str
+    image: Any
+    truth_html: str
+    slots: tuple[SlotValues, ...]
 
 
 def upload_values(result: UploadResult) -> tuple[Any, str, str, list[dict[str, Any]]]:
@@ -74,15 +76,13 @@ def slot_values(slot: ReviewSlot) -> SlotValues:
     )
 
 
-def item_values(view: ItemView) -> list[Any]:
-    """[image_id, image, ground-truth HTML, *slot values...] in the order app.py wires them."""
+def item_values(view: ItemView) -> ItemValues:
+    """The opened item's values, by name; the Compare tab maps each to its component."""
     truth = ground_truth_html(view.image_id, view.ground_truth, view.modality)
     if view.image_note:
         truth += f'<div class="mc-meta">{html.escape(view.image_note)}</div>'
-    values: list[Any] = [view.image_id, view.image, truth]
-    for slot in view.slots:
-        values += slot_values(slot).as_list()
-    return values
+    return ItemValues(view.image_id, view.image, truth,
+                      tuple(slot_values(slot) for slot in view.slots))
 
 
 def save_values(result: SaveOutcome | ReviewError, base_version: int) -> tuple[int, str]:
