@@ -12,9 +12,11 @@ Values come from, in order of precedence: environment variables (`MEDCAP_*`), a 
     blip2_adapter = "runs/blip2-lora/adapter"
     [prompts]
     qwen2-vl = "Describe this medical image in detail."
+    [review]
+    categories = "categories.toml"                 # or the list inline (medcap.review.categories)
 
 Environment: MEDCAP_MODELS (comma separated), MEDCAP_DATA, MEDCAP_SPLIT, MEDCAP_REVIEWS_DB,
-MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_DEVICE, MEDCAP_DTYPE, MEDCAP_SKIP_MEMORY_CHECK=1.
+MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_CATEGORIES, MEDCAP_DEVICE, MEDCAP_DTYPE, MEDCAP_SKIP_MEMORY_CHECK=1.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ class Settings:
     device: str = "auto"
     dtype: str = "auto"  # auto: bf16 on GPUs and CPUs with native bf16, else fp32
     check_memory: bool = True
+    review_categories: Any = None  # a file path or an inline list; None: the default categories
 
     def model_specs(self) -> tuple[list[ModelSpec], dict[str, str]]:
         """Specs for the configured models plus fine-tune runs; problems come back as messages."""
@@ -108,6 +111,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
         if key in data:
             setattr(settings, key, Path(data[key]))
     settings.prompts.update(data.get("prompts", {}))
+    settings.review_categories = data.get("review", {}).get("categories")
     if env.get("MEDCAP_MODELS"):
         settings.model_names = [m.strip() for m in env["MEDCAP_MODELS"].split(",") if m.strip()]
     if "MEDCAP_DATA" in env:
@@ -120,6 +124,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
         settings.runs_dir = Path(env["MEDCAP_RUNS_DIR"])
     if env.get("MEDCAP_BLIP2_ADAPTER"):
         settings.blip2_adapter = env["MEDCAP_BLIP2_ADAPTER"]
+    if env.get("MEDCAP_CATEGORIES"):
+        settings.review_categories = env["MEDCAP_CATEGORIES"]
     if env.get("MEDCAP_DEVICE"):
         settings.device = env["MEDCAP_DEVICE"]
     if env.get("MEDCAP_DTYPE"):

@@ -72,6 +72,10 @@ def test_exported_reviews_round_trip_with_injection_neutralised(tmp_path: Path) 
     row = rows[0]
     assert list(row) == ["image_id", "dataset", "modality", "ground_truth", "model",
                          "generated_caption", "bleu4", "meteor", "cider_d", "verdict",
+                         "error_wrong_laterality", "error_wrong_modality", "error_wrong_anatomy",
+                         "error_missed_finding", "error_hallucinated_finding",
+                         "error_wrong_measurement", "error_not_a_caption",
+                         "clinically_significant",
                          "corrected_caption", "note", "reviewer", "reviewed_at", "version"]
     assert row["generated_caption"] == "'=cmd|' /C calc'!A0"
     assert row["corrected_caption"] == "'-Axial CT"

@@ -2,7 +2,10 @@
 
 - CSV injection (OWASP; ASVS 5.0 V1.2.10): a text cell starting with ``=``, ``+``, ``-``, ``@``,
   tab, carriage return or NUL is prefixed with a single quote, so Excel / LibreOffice show it as
-  text instead of evaluating it. Numbers are written as numbers (a negative score stays numeric).
+  text instead of evaluating it. Spreadsheets skip leading blanks, quotes, zero-width spaces,
+  no-break spaces and byte-order marks before a formula, so a trigger after any run of those
+  counts too. Every column is treated so (ids and model names included). Numbers are written as
+  numbers (a negative score stays numeric).
 - RFC 4180: comma separated, CRLF line ends, fields with a quote, comma or line break quoted and
   inner quotes doubled (Python's ``csv`` module with ``QUOTE_MINIMAL`` does exactly this).
 - UTF-8 with a byte-order mark, which is what makes Excel read non-ASCII text (accents, Greek,
@@ -16,9 +19,18 @@ import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from medcap.review.categories import (
+    DEFAULT_CATEGORIES,
+    SIGNIFICANT_COLUMN,
+    ErrorCategory,
+    category_column,
+)
 from medcap.review.records import Review
+
+if TYPE_CHECKING:
+    from medcap.review.store import ReviewStore
 
 
 @dataclass(frozen=True)
@@ -28,6 +40,11 @@ class CsvSafety:
     formula_triggers: tuple[str, ...] = ("=", "+", "-", "@", "\t", "\r", "\0")
     escape_prefix: str = "'"
     encoding: str = "utf-8-sig"
+    # Skipped before looking for a trigger: whitespace (str.isspace: NBSP included), quotes,
+    # and invisible format characters (zero-width space / joiners, word joiner, BOM).
+    ignorable_lead: str = " \t\r\n\v\f\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005" \
+        "\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000" \
+        "'\"\u2018\u2019\u201c\u201d\u200b\u200c\u200d\u2060\ufeff"
 
 
 CSV_SAFETY = CsvSafety()
@@ -38,8 +55,8 @@ PREFERRED_SCORE_ORDER: tuple[str, ...] = ("bleu4", "meteor", "rouge_l", "cider_d
 EXPORT_LEAD_COLUMNS: tuple[str, ...] = (
     "image_id", "dataset", "modality", "ground_truth", "model", "generated_caption",
 )
-EXPORT_TAIL_COLUMNS: tuple[str, ...] = (
-    "verdict", "corrected_caption", "note", "reviewer", "reviewed_at", "version",
+EXPORT_TAIL_COLUMNS: tuple[str, ...] = (  # after verdict, categories and the significant flag
+    "corrected_caption", "note", "reviewer", "reviewed_at", "version",
 )
 
 
@@ -52,7 +69,9 @@ def neutralize_cell(value: Any, safety: CsvSafety = CSV_SAFETY) -> Any:
     if isinstance(value, (int, float)):
         return "" if isinstance(value, float) and not math.isfinite(value) else value
     text = str(value)
-    if text.startswith(safety.formula_triggers):
+    if text and (text.startswith(safety.formula_triggers) or (
+            text[0] in safety.ignorable_lead
+            and text.lstrip(safety.ignorable_lead).startswith(safety.formula_triggers))):
         return safety.escape_prefix + text
     return text
 
@@ -89,37 +108,73 @@ def _write_rows(handle, rows, columns, safety: CsvSafety) -> None:
 
 def score_columns(reviews: Iterable[Review]) -> list[str]:
     """Score names present in any review, preferred ones first."""
-    names = {name for review in reviews for name in review.context.scores}
+    return ordered_scores({name for review in reviews for name in review.context.scores})
+
+
+def ordered_scores(names: Iterable[str]) -> list[str]:
+    """Preferred score names first, any other alphabetically."""
+    names = set(names)
     preferred = [name for name in PREFERRED_SCORE_ORDER if name in names]
     return preferred + sorted(names - set(preferred))
 
 
-def review_export_rows(reviews: Sequence[Review]) -> tuple[list[dict[str, Any]], list[str]]:
+def export_columns(categories: Sequence[ErrorCategory], scores: Sequence[str]) -> list[str]:
+    """The export's columns, in order: the one place that decides them."""
+    return [*EXPORT_LEAD_COLUMNS, *scores, "verdict",
+            *(category_column(c.key) for c in categories), SIGNIFICANT_COLUMN,
+            *EXPORT_TAIL_COLUMNS]
+
+
+def export_row(review: Review, categories: Sequence[ErrorCategory],
+               scores: Sequence[str]) -> dict[str, Any]:
+    """One review as a row keyed by `export_columns` names."""
+    chosen = set(review.categories)
+    row: dict[str, Any] = {
+        "image_id": review.key.image_id,
+        "dataset": review.key.dataset,
+        "modality": review.context.modality,
+        "ground_truth": review.context.ground_truth,
+        "model": review.key.model,
+        "generated_caption": review.context.generated_caption,
+        "verdict": review.verdict or "",
+        SIGNIFICANT_COLUMN: 1 if review.significant else 0,
+        "corrected_caption": review.corrected_caption,
+        "note": review.note,
+        "reviewer": review.key.reviewer,
+        "reviewed_at": review.updated_at,
+        "version": review.version,
+    }
+    row.update({category_column(c.key): 1 if c.key in chosen else 0 for c in categories})
+    row.update({name: review.context.scores.get(name) for name in scores})
+    return row
+
+
+def review_export_rows(
+    reviews: Sequence[Review], categories: Sequence[ErrorCategory] = DEFAULT_CATEGORIES,
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Flatten reviews into export rows; returns (rows, columns)."""
     scores = score_columns(reviews)
-    columns = [*EXPORT_LEAD_COLUMNS, *scores, *EXPORT_TAIL_COLUMNS]
-    rows = []
-    for review in reviews:
-        row: dict[str, Any] = {
-            "image_id": review.key.image_id,
-            "dataset": review.key.dataset,
-            "modality": review.context.modality,
-            "ground_truth": review.context.ground_truth,
-            "model": review.key.model,
-            "generated_caption": review.context.generated_caption,
-            "verdict": review.verdict or "",
-            "corrected_caption": review.corrected_caption,
-            "note": review.note,
-            "reviewer": review.key.reviewer,
-            "reviewed_at": review.updated_at,
-            "version": review.version,
-        }
-        row.update({name: review.context.scores.get(name) for name in scores})
-        rows.append(row)
-    return rows, columns
+    return ([export_row(r, categories, scores) for r in reviews],
+            export_columns(categories, scores))
 
 
-def export_reviews_csv(reviews: Sequence[Review], destination: str | Path) -> Path:
-    """Write reviewed comparisons as a spreadsheet-safe CSV."""
-    rows, columns = review_export_rows(reviews)
-    return write_safe_csv(rows, columns, destination)
+def export_reviews_csv(
+    reviews: Iterable[Review], destination: str | Path, *,
+    categories: Sequence[ErrorCategory] = DEFAULT_CATEGORIES,
+    scores: Sequence[str] | None = None,
+) -> Path:
+    """Write reviews as a spreadsheet-safe CSV. With ``scores`` given, rows are written as the
+    reviews arrive (an iterator is never turned into a list)."""
+    if scores is None:
+        reviews = list(reviews)
+        scores = score_columns(reviews)
+    rows = (export_row(r, categories, scores) for r in reviews)
+    return write_safe_csv(rows, export_columns(categories, scores), destination)
+
+
+def export_store_csv(store: ReviewStore, destination: str | Path,
+                     dataset: str | None = None) -> Path:
+    """Every review's latest final version, streamed from the store to a CSV file."""
+    scores = ordered_scores(store.score_names(dataset))
+    return export_reviews_csv(store.iter_reviews(dataset), destination,
+                              categories=store.categories, scores=scores)

@@ -14,6 +14,9 @@ from typing import Mapping
 VERDICTS: tuple[str, ...] = ("correct", "minor error", "major error", "unusable")
 """The verdict scale shown to reviewers, best first."""
 
+PREFERENCE_CHOICES: tuple[str, ...] = ("A better", "B better", "tie", "both wrong")
+"""Pairwise (arena) judgements of two captions of the same image."""
+
 STATUS_DRAFT = "draft"
 STATUS_FINAL = "final"
 
@@ -23,6 +26,7 @@ class ReviewLimits:
     """Bounds on free text so a pasted report cannot bloat the database or the export."""
 
     max_reviewer_chars: int = 80
+    max_key_chars: int = 200  # dataset, image id, model: real ids are short; a 10 MB id is abuse
     max_caption_chars: int = 4000
     max_note_chars: int = 4000
 
@@ -58,6 +62,8 @@ class ReviewInput:
     note: str = ""
     base_version: int = 0
     context: ReviewContext = field(default_factory=ReviewContext)
+    categories: tuple[str, ...] = ()
+    significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,8 @@ class Review:
     created_at: str
     updated_at: str
     context: ReviewContext
+    categories: tuple[str, ...] = ()
+    significant: bool = False
 
     @property
     def is_draft(self) -> bool:
@@ -82,6 +90,10 @@ class Review:
         """One line a reviewer can read in a conflict or status message."""
         verdict = self.verdict or "no verdict yet (draft)"
         parts = [f"verdict: {verdict}"]
+        if self.categories:
+            parts.append("errors: " + ", ".join(self.categories))
+        if self.significant:
+            parts.append("clinically significant")
         if self.corrected_caption:
             parts.append(f'corrected caption: "{self.corrected_caption}"')
         if self.note:
@@ -98,6 +110,24 @@ class ReviewRevision:
     corrected_caption: str
     note: str
     status: str
+    saved_at: str
+    categories: tuple[str, ...] = ()
+    significant: bool = False
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One reviewer's pairwise judgement of two models' captions of one image.
+
+    Stored with the pair in name order (``model_a < model_b``); a choice given for the other
+    order is flipped, so one pair has one row whatever order the cards were shown in."""
+
+    dataset: str
+    image_id: str
+    model_a: str
+    model_b: str
+    reviewer: str
+    choice: str
     saved_at: str
 
 
