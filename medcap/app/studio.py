@@ -34,7 +34,8 @@ from medcap.review import (
     ReviewRevision,
     ReviewStore,
     SaveOutcome,
-    export_reviews_csv,
+    export_store_csv,
+    load_categories,
 )
 
 Progress = Callable[[float, str], None]
@@ -105,7 +106,7 @@ class Studio:
             specs, problems = settings.model_specs()
             pool = ModelPool(specs, problems)
         self.pool = pool
-        self.store = store or ReviewStore(settings.reviews_db)
+        self.store = store or ReviewStore(settings.reviews_db, categories=load_categories(settings))
         self.dataset = _dataset_label(settings, self.options)
         self.data_problem = ""
         self.results = self._read_csv("results", read_results_csv, self.options.results_csv)
@@ -256,7 +257,8 @@ class Studio:
     # -- reviews -------------------------------------------------------------------------------
 
     def save_review(self, image_id: str, model: str, reviewer: str, verdict: str | None,
-                    corrected_caption: str, note: str, base_version: int) -> SaveOutcome:
+                    corrected_caption: str, note: str, base_version: int, *,
+                    categories: Sequence[str] = (), significant: bool = False) -> SaveOutcome:
         """Validate and store; raises `ReviewValidationError` / `ReviewConflict` for the UI."""
         item = self.comparison.get(image_id)
         caption = item.captions.get(model, "") if item else ""
@@ -269,27 +271,29 @@ class Studio:
         outcome = self.store.save(ReviewInput(
             key=ReviewKey(self.dataset, str(image_id), model, reviewer), verdict=verdict or None,
             corrected_caption=corrected_caption or "", note=note or "",
-            base_version=int(base_version or 0), context=context))
+            base_version=int(base_version or 0), context=context,
+            categories=tuple(categories or ()), significant=bool(significant)))
+        # One indexed lookup for the one row that changed (not every verdict in the store).
+        verdicts = self.store.item_verdicts(self.dataset, str(image_id), model)
         with self._lock:
             if self._table is not None:
-                self._table.set_verdicts(self._verdicts())
+                self._table.set_verdict(str(image_id), model, verdicts)
         return outcome
 
     def export_reviews(self) -> Path:
         """All completed reviews (drafts left out) as a spreadsheet-safe CSV file."""
-        reviews = self.store.all_reviews()
-        if not reviews:
+        if not self.store.count():
             raise UploadError("No completed reviews to export yet.")
         folder = self.options.export_dir or Path(
             os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-exports"
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-        return export_reviews_csv(reviews, Path(folder) / f"medcap-reviews-{stamp}.csv")
+        return export_store_csv(self.store, Path(folder) / f"medcap-reviews-{stamp}.csv")
 
     # -- evaluation ----------------------------------------------------------------------------
 
     def _verdicts(self) -> dict[tuple[str, str], str]:
         joined: dict[tuple[str, str], list[str]] = {}
-        for review in self.store.all_reviews(self.dataset):
+        for review in self.store.iter_reviews(self.dataset):
             joined.setdefault((review.key.image_id, review.key.model), []).append(review.verdict or "")
         return {k: "; ".join(sorted(set(v))) for k, v in joined.items()}
 

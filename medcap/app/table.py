@@ -99,6 +99,7 @@ class EvaluationTable:
                           + frame[layout.reference]).str.lower().to_numpy(dtype=object)
         self._cache: OrderedDict[tuple, np.ndarray] = OrderedDict()
         self._cache_size = cache_size
+        self._rows_by_key: dict[tuple[str, str], list[int]] | None = None
         self.set_verdicts(verdicts or {})
 
     # -- shape ---------------------------------------------------------------------------------
@@ -138,6 +139,20 @@ class EvaluationTable:
         keys = zip(self._frame[layout.image_id], self._frame[layout.model])
         self._frame[layout.verdict] = [verdicts.get(k, "") for k in keys]
         self._cache.clear()
+
+    def set_verdict(self, image_id: str, model: str, text: str) -> None:
+        """Update the verdict of one (image_id, model) row after a save, without a full rebuild."""
+        if self._rows_by_key is None:
+            layout = self.layout
+            self._rows_by_key = {}
+            for position, key in enumerate(zip(self._frame[layout.image_id],
+                                               self._frame[layout.model])):
+                self._rows_by_key.setdefault(key, []).append(position)
+        positions = self._rows_by_key.get((str(image_id), str(model)), [])
+        if positions:
+            column = self._frame.columns.get_loc(self.layout.verdict)
+            self._frame.iloc[positions, column] = text
+            self._cache.clear()
 
     # -- querying ------------------------------------------------------------------------------
 
