@@ -235,3 +235,161 @@ def test_verdict_counts_per_dataset(store: ReviewStore) -> None:
     assert store.verdict_counts("roco-test") == {"blip": {"correct": 1},
                                                  "qwen2-vl": {"unusable": 1}}
     assert store.verdict_counts()["blip"] == {"correct": 1, "unusable": 1}
+
+
+# -- v2: categories, final versions, bounded keys, one-row verdicts, preferences, queue ----------
+
+def test_categories_and_significance_are_stored_in_config_order_with_history(
+        store: ReviewStore) -> None:
+    store.save(ReviewInput(key=key(), verdict="major error",
+                           categories=("missed_finding", "wrong_laterality", "missed_finding"),
+                           significant=True))
+    review = store.get(key())
+    assert review.categories == ("wrong_laterality", "missed_finding")
+    assert review.significant is True
+    assert "errors: wrong_laterality, missed_finding" in review.summary()
+    store.save(ReviewInput(key=key(), verdict="major error", categories=("wrong_laterality",),
+                           base_version=1))
+    assert [(h.categories, h.significant) for h in store.history(key())] == [
+        (("wrong_laterality", "missed_finding"), True), (("wrong_laterality",), False)]
+
+
+def test_changing_only_categories_is_a_new_version(store: ReviewStore) -> None:
+    store.save(ReviewInput(key=key(), verdict="minor error"))
+    outcome = store.save(ReviewInput(key=key(), verdict="minor error", significant=True,
+                                     base_version=1))
+    assert outcome.review.version == 2 and outcome.review.significant
+
+
+def test_unknown_category_is_refused(store: ReviewStore) -> None:
+    with pytest.raises(ReviewValidationError, match="Unknown error category 'typo'"):
+        store.save(ReviewInput(key=key(), verdict="correct", categories=("typo",)))
+    assert store.all_reviews(include_drafts=True) == []
+
+
+def test_store_allows_the_configured_categories_only(tmp_path: Path) -> None:
+    from medcap.review import ErrorCategory
+
+    custom = ReviewStore(tmp_path / "r.sqlite",
+                         categories=(ErrorCategory("wrong_view", "Wrong view", "v"),))
+    custom.save(ReviewInput(key=key(), verdict="minor error", categories=("wrong_view",)))
+    with pytest.raises(ReviewValidationError, match="choose from: wrong_view"):
+        custom.save(ReviewInput(key=key("Dr Bo"), verdict="minor error",
+                                categories=("wrong_laterality",)))
+
+
+def test_draft_over_a_completed_review_keeps_it_in_export_and_counts(store: ReviewStore) -> None:
+    store.save(ReviewInput(key=key(), verdict="major error", note="left, not right",
+                           categories=("wrong_laterality",)))
+    draft = store.save(ReviewInput(key=key(), note="second thoughts", base_version=1))
+    assert draft.review.is_draft and "version 1 stays in exports" in draft.message
+    assert store.get(key()).note == "second thoughts", "the reviewer reopens their draft"
+    [exported] = store.all_reviews()
+    assert (exported.verdict, exported.note, exported.version, exported.status) == (
+        "major error", "left, not right", 1, "final")
+    assert exported.categories == ("wrong_laterality",)
+    assert store.verdict_counts() == {"blip": {"major error": 1}}
+    assert store.item_verdicts("roco-test", "ROCO_001", "blip") == "major error"
+    store.save(ReviewInput(key=key(), verdict="minor error", note="second thoughts",
+                           base_version=2))
+    assert [r.verdict for r in store.all_reviews()] == ["minor error"]
+    assert [r.version for r in store.all_reviews()] == [3]
+
+
+def test_item_verdicts_joins_one_captions_final_verdicts(store: ReviewStore) -> None:
+    store.save(ReviewInput(key=key("Dr Ada"), verdict="correct"))
+    store.save(ReviewInput(key=key("Dr Bo"), verdict="unusable"))
+    store.save(ReviewInput(key=key("Dr Cy"), verdict="correct"))
+    store.save(ReviewInput(key=key("Dr Di"), note="draft only"))
+    store.save(ReviewInput(key=key("Dr Ada", model="qwen2-vl"), verdict="minor error"))
+    assert store.item_verdicts("roco-test", "ROCO_001", "blip") == "correct; unusable"
+    assert store.item_verdicts("roco-test", "ROCO_001", "other") == ""
+
+
+def test_item_verdicts_uses_an_index_not_a_table_scan(store: ReviewStore) -> None:
+    import sqlite3 as sql
+
+    with sql.connect(store.path) as conn:
+        plan = " ".join(row[-1] for row in conn.execute(
+            "EXPLAIN QUERY PLAN SELECT DISTINCT final_verdict FROM reviews WHERE dataset=? AND"
+            " image_id=? AND model=? AND final_version IS NOT NULL", ("d", "i", "m")))
+    conn.close()
+    assert "USING INDEX" in plan and "SCAN reviews" not in plan
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("image_id", "x" * 201, "image id is too long"),
+        ("image_id", "../../etc/passwd\0", "control character"),
+        ("image_id", "ROCO\n001", "line break"),
+        ("model", "blip\r", "line break"),
+        ("model", "m" * 201, "model is too long"),
+        ("dataset", "roco\u2028", "line break"),
+        ("dataset", "d" * 201, "dataset is too long"),
+        ("reviewer", "Dr\0Ada", "reviewer name contains a control"),
+        ("reviewer", "Dr Ada\nDr Bo", "reviewer name contains a control"),
+    ],
+)
+def test_keys_are_bounded_and_printable(store: ReviewStore, field: str, value: str,
+                                        expected: str) -> None:
+    parts = {"dataset": "roco-test", "image_id": "ROCO_001", "model": "blip", "reviewer": "Dr Ada"}
+    parts[field] = value
+    with pytest.raises(ReviewValidationError, match=expected):
+        store.save(ReviewInput(key=ReviewKey(**parts), verdict="correct"))
+    assert store.all_reviews(include_drafts=True) == []
+
+
+def test_a_ten_megabyte_id_is_refused_before_it_reaches_the_file(store: ReviewStore) -> None:
+    size = store.path.stat().st_size
+    with pytest.raises(ReviewValidationError, match="at most 200"):
+        store.save(ReviewInput(key=key(image_id="x" * 10_000_000), verdict="correct"))
+    assert store.path.stat().st_size == size
+
+
+def test_nul_in_free_text_is_refused(store: ReviewStore) -> None:
+    with pytest.raises(ReviewValidationError, match="NUL"):
+        store.save(ReviewInput(key=key(), verdict="correct", note="a\0b"))
+
+
+def test_iter_reviews_streams_in_stable_order(store: ReviewStore) -> None:
+    for image_id in ("ROCO_3", "ROCO_1", "ROCO_2"):
+        store.save(ReviewInput(key=key(image_id=image_id), verdict="correct"))
+    stream = store.iter_reviews("roco-test")
+    assert next(stream).key.image_id == "ROCO_1"
+    assert [r.key.image_id for r in stream] == ["ROCO_2", "ROCO_3"]
+    assert store.count() == 3 and store.count("elsewhere") == 0
+
+
+def test_preferences_are_stored_per_pair_and_reviewer(store: ReviewStore) -> None:
+    first = store.save_preference("roco-test", "ROCO_001", "qwen2-vl", "blip", "Dr Ada", "A better")
+    assert (first.model_a, first.model_b, first.choice) == ("blip", "qwen2-vl", "B better"), \
+        "the pair is kept in name order with the choice flipped to match"
+    store.save_preference("roco-test", "ROCO_001", "blip", "qwen2-vl", "dr ada", "tie")
+    store.save_preference("roco-test", "ROCO_001", "blip", "qwen2-vl", "Dr Bo", "both wrong")
+    store.save_preference("other", "1", "blip", "qwen2-vl", "Dr Bo", "A better")
+    assert [(p.reviewer, p.choice) for p in store.preferences("roco-test")] == [
+        ("dr ada", "tie"), ("Dr Bo", "both wrong")]
+    assert len(store.preferences()) == 3
+
+
+@pytest.mark.parametrize(
+    ("models", "choice", "expected"),
+    [(("blip", "blip"), "tie", "two different models"),
+     (("blip", "qwen2-vl"), "A much better", "Unknown preference"),
+     (("blip", "q\n"), "tie", "line break")],
+)
+def test_bad_preferences_are_refused(store: ReviewStore, models, choice, expected) -> None:
+    with pytest.raises(ReviewValidationError, match=expected):
+        store.save_preference("roco-test", "ROCO_001", *models, "Dr Ada", choice)
+    assert store.preferences() == []
+
+
+def test_assignments_are_idempotent_and_capped(store: ReviewStore) -> None:
+    assert store.assign("roco-test", "ROCO_001", "Dr Ada", limit=2)
+    assert store.assign("roco-test", "ROCO_001", "dr ada", limit=2), "already held"
+    assert store.assign("roco-test", "ROCO_001", "Dr Bo", limit=2)
+    assert not store.assign("roco-test", "ROCO_001", "Dr Cy", limit=2)
+    store.assign("roco-test", "ROCO_002", "Dr Cy")
+    assert store.assignments("roco-test") == {"ROCO_001": {"dr ada", "dr bo"},
+                                              "ROCO_002": {"dr cy"}}
