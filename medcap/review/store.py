@@ -20,6 +20,7 @@ import threading
 import time
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Mapping, Sequence
@@ -172,6 +173,16 @@ def reviewer_key(name: str | None) -> str:
 
 _reviewer_key = reviewer_key
 
+_FILE_LOCKS: dict[str, threading.Lock] = {}
+_FILE_LOCKS_GUARD = threading.Lock()
+
+
+def _file_lock(path: Path) -> threading.Lock:
+    """One lock per database file, shared by every ReviewStore object of this process."""
+    name = str(path.resolve())
+    with _FILE_LOCKS_GUARD:
+        return _FILE_LOCKS.setdefault(name, threading.Lock())
+
 _FINAL_WHERE = "final_version IS NOT NULL"
 
 
@@ -210,8 +221,12 @@ class ReviewStore:
 
     @contextmanager
     def _write_transaction(self) -> Iterator[sqlite3.Connection]:
-        """BEGIN IMMEDIATE takes the write lock up front, making check-then-write atomic."""
-        with closing(self._connect()) as conn:
+        """BEGIN IMMEDIATE takes the write lock up front, making check-then-write atomic.
+
+        Writers of this process queue on a per-file thread lock first: a waiting thread wakes
+        the moment the previous save commits, instead of polling in SQLite's busy handler (whose
+        sleeps grow to 100 ms and made p95 under 20 concurrent reviewers several times p50)."""
+        with _file_lock(self.path), closing(self._connect()) as conn:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -481,7 +496,7 @@ class ReviewStore:
             ReviewRevision(version=row["version"], verdict=row["verdict"],
                            corrected_caption=row["corrected_caption"], note=row["note"],
                            status=row["status"], saved_at=row["saved_at"],
-                           categories=tuple(json.loads(row["categories_json"] or "[]")),
+                           categories=_categories(row["categories_json"]),
                            significant=bool(row["significant"]))
             for row in rows
         ]
@@ -626,6 +641,12 @@ def _clean_scores(scores: Mapping[str, float]) -> dict[str, float]:
     return clean
 
 
+@lru_cache(maxsize=4096)
+def _categories(text: str | None) -> tuple[str, ...]:
+    """Parsed once per distinct list: a store holds few distinct category combinations."""
+    return tuple(json.loads(text or "[]"))
+
+
 def _context(row: sqlite3.Row) -> ReviewContext:
     return ReviewContext(
         generated_caption=row["generated_caption"], ground_truth=row["ground_truth"],
@@ -644,8 +665,7 @@ def _review_from_row(row: sqlite3.Row) -> Review:
         key=_key(row), verdict=row["verdict"], corrected_caption=row["corrected_caption"],
         note=row["note"], status=row["status"], version=row["version"],
         created_at=row["created_at"], updated_at=row["updated_at"], context=_context(row),
-        categories=tuple(json.loads(row["categories_json"] or "[]")),
-        significant=bool(row["significant"]),
+        categories=_categories(row["categories_json"]), significant=bool(row["significant"]),
     )
 
 
@@ -656,6 +676,6 @@ def _final_review_from_row(row: sqlite3.Row) -> Review:
         corrected_caption=row["final_corrected_caption"] or "", note=row["final_note"] or "",
         status=STATUS_FINAL, version=row["final_version"], created_at=row["created_at"],
         updated_at=row["final_at"], context=_context(row),
-        categories=tuple(json.loads(row["final_categories_json"] or "[]")),
+        categories=_categories(row["final_categories_json"]),
         significant=bool(row["final_significant"]),
     )
