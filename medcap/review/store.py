@@ -276,6 +276,12 @@ class ReviewStore:
     def _checked_key(self, dataset: object, image_id: object, model: object,
                      reviewer: str | None) -> ReviewKey:
         """Bounded, printable keys: a key is an id, never a payload (#15)."""
+        name = self._checked_reviewer(reviewer)
+        parts = [self._checked_id(label, value) for label, value in (
+            ("dataset", dataset), ("image id", image_id), ("model", model))]
+        return ReviewKey(dataset=parts[0], image_id=parts[1], model=parts[2], reviewer=name)
+
+    def _checked_reviewer(self, reviewer: str | None) -> str:
         name = normalize_reviewer(reviewer)
         if not name:
             raise ReviewValidationError("Enter your name before saving a review.")
@@ -285,18 +291,18 @@ class ReviewStore:
                 f"Reviewer name is too long ({len(name)} characters; "
                 f"at most {self.limits.max_reviewer_chars})."
             )
-        parts = []
-        for label, value in (("dataset", dataset), ("image id", image_id), ("model", model)):
-            text = "" if value is None else str(value)
-            if not text.strip():
-                raise ReviewValidationError(f"Cannot save: no {label} is selected.")
-            if len(text) > self.limits.max_key_chars:
-                raise ReviewValidationError(
-                    f"Cannot save: the {label} is too long ({len(text)} characters; "
-                    f"at most {self.limits.max_key_chars}).")
-            _check_printable(label, text)
-            parts.append(text)
-        return ReviewKey(dataset=parts[0], image_id=parts[1], model=parts[2], reviewer=name)
+        return name
+
+    def _checked_id(self, label: str, value: object) -> str:
+        text = "" if value is None else str(value)
+        if not text.strip():
+            raise ReviewValidationError(f"Cannot save: no {label} is selected.")
+        if len(text) > self.limits.max_key_chars:
+            raise ReviewValidationError(
+                f"Cannot save: the {label} is too long ({len(text)} characters; "
+                f"at most {self.limits.max_key_chars}).")
+        _check_printable(label, text)
+        return text
 
     def _checked_categories(self, categories: Iterable[str]) -> tuple[str, ...]:
         """Known keys only, each once, in the configured order (so exports and history agree)."""
@@ -445,20 +451,21 @@ class ReviewStore:
         """Assign an item to a reviewer (idempotent). With ``limit``, only while fewer than
         ``limit`` reviewers hold it, checked under the write lock so k is never exceeded.
         True when the reviewer holds the item afterwards."""
-        key = self._checked_key(dataset, image_id, "queue", reviewer)
-        who = reviewer_key(key.reviewer)
+        name = self._checked_reviewer(reviewer)
+        dataset = self._checked_id("dataset", dataset)
+        image_id = self._checked_id("image id", image_id)
+        who = reviewer_key(name)
         with self._write_transaction() as conn:
             holders = {row[0] for row in conn.execute(
                 "SELECT reviewer_key FROM assignments WHERE dataset=? AND image_id=?",
-                (key.dataset, key.image_id))}
+                (dataset, image_id))}
             if who in holders:
                 return True
             if limit is not None and len(holders) >= limit:
                 return False
             conn.execute(
                 "INSERT INTO assignments (dataset, image_id, reviewer, reviewer_key, assigned_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (key.dataset, key.image_id, key.reviewer, who, self._clock()))
+                " VALUES (?, ?, ?, ?, ?)", (dataset, image_id, name, who, self._clock()))
         return True
 
     # -- reads -------------------------------------------------------------------------------
@@ -501,7 +508,7 @@ class ReviewStore:
             for row in rows
         ]
 
-    def iter_reviews(self, dataset: str | None = None, *,
+    def iter_reviews(self, dataset: str | None = None,
                      include_drafts: bool = False) -> Iterator[Review]:
         """Reviews in a stable order (dataset, image, model, reviewer), read as they are used.
 
