@@ -261,6 +261,11 @@ def test_changing_only_categories_is_a_new_version(store: ReviewStore) -> None:
     assert outcome.review.version == 2 and outcome.review.significant
 
 
+def test_a_single_category_string_is_one_key(store: ReviewStore) -> None:
+    store.save(ReviewInput(key=key(), verdict="minor error", categories="missed_finding"))
+    assert store.get(key()).categories == ("missed_finding",)
+
+
 def test_unknown_category_is_refused(store: ReviewStore) -> None:
     with pytest.raises(ReviewValidationError, match="Unknown error category 'typo'"):
         store.save(ReviewInput(key=key(), verdict="correct", categories=("typo",)))

@@ -306,6 +306,8 @@ class ReviewStore:
 
     def _checked_categories(self, categories: Iterable[str]) -> tuple[str, ...]:
         """Known keys only, each once, in the configured order (so exports and history agree)."""
+        if isinstance(categories, str):  # one key from a form field, not its letters
+            categories = (categories,) if categories else ()
         chosen = {str(c) for c in (categories or ())}
         unknown = sorted(chosen - set(self._category_keys))
         if unknown:
