@@ -11,9 +11,17 @@ LEXICAL_METRICS: tuple[str, ...] = (
     "bleu1", "bleu2", "bleu3", "bleu4", "meteor", "rouge_l", "rouge1", "cider_d",
 )
 MODEL_METRICS: tuple[str, ...] = ("bertscore", "clipscore")
-ALL_METRICS: tuple[str, ...] = LEXICAL_METRICS + MODEL_METRICS
+#: The clinical fact check (medcap.metrics.facts_compare). "fact_contradictions" is a text column
+#: and brings the 0/1 columns in CONTRADICTION_COLUMNS, whose means are the shares of captions
+#: that contradict their reference, overall and by kind.
+FACT_METRICS: tuple[str, ...] = ("fact_precision", "fact_recall", "fact_f1", "fact_contradictions")
+CONTRADICTION_COLUMNS: tuple[str, ...] = (
+    "contradicts_reference", "contradicts_laterality", "contradicts_modality",
+    "contradicts_anatomy", "contradicts_finding",
+)
+ALL_METRICS: tuple[str, ...] = LEXICAL_METRICS + MODEL_METRICS + FACT_METRICS
 #: What `score_captions` computes when no metric list is given (CLIPScore needs images).
-DEFAULT_METRICS: tuple[str, ...] = LEXICAL_METRICS + ("bertscore",)
+DEFAULT_METRICS: tuple[str, ...] = LEXICAL_METRICS + ("bertscore",) + FACT_METRICS
 
 
 def default_cache_dir() -> Path:

@@ -10,14 +10,16 @@ the app can shade fact words and mark contradicting ones. Rules, in brief:
 - Phrases do not cross punctuation other than hyphens, slashes and apostrophes.
 - A side abbreviation ("L", "R", "lt", "rt") counts only right before an anatomy word or
   "side(d)", optionally in parentheses ("L kidney", "(R) adrenal"): a bare "L" is mostly a
-  figure label ("liver (L)") or a vertebra ("L-3"). A full side word alone in parentheses,
+  figure label ("liver (L)", "(L) liver") or a vertebra ("L-3"), so a letter in parentheses
+  next to a word with the same initial is a label. A full side word alone in parentheses,
   "(left)", is a panel of the figure, not the patient's side.
 - A side word's subject is the nearest anatomy word in its clause (right first: "left
   kidney", then left: "kidney, left"); the comparison matches sides per subject.
 - Negation follows NegEx (Chapman et al. 2001): a "before" trigger ("no", "no evidence of",
   "without") negates the facts after it until punctuation, a terminating word ("but",
   "however") or 8 words; a comma ends it unless a finding follows (a list of negated
-  findings); an "after" trigger ("was excluded") negates back to the clause start.
+  findings), and so does a side word after a negated finding ("no fracture and a left
+  effusion"); an "after" trigger ("was excluded") negates back to the clause start.
 """
 
 from __future__ import annotations
@@ -137,11 +139,16 @@ def _in_lone_parentheses(text: str, words: list[_Word], index: int) -> bool:
 
 def _side_in_context(words: list[_Word], match: _Match, anatomy_starts: set[int]) -> bool:
     """A side abbreviation counts only before an anatomy word or 'side' ("L kidney", "(R) adrenal")."""
-    following = match.last + 1
-    if following >= len(words):
-        return False
+    first, following = match.first, match.last + 1
+    before = words[first].gap
+    if following >= len(words) or (first and not before[-1:].isspace() and not before.endswith("(")):
+        return False  # "GG/L", "L-3"
     gap = words[following].gap
-    if words[match.first].gap.rstrip().endswith("(") and gap.startswith(")"):
+    if before.rstrip().endswith("(") and gap.startswith(")"):
+        letter = words[first].lower[0]
+        neighbours = ([words[first - 1].lower] if first else []) + [words[following].lower]
+        if any(word.startswith(letter) for word in neighbours):
+            return False  # a figure label: "lumbar (L)", "(L) liver"
         gap = gap[1:]
     if not gap or not gap.isspace():
         return False
@@ -164,17 +171,21 @@ def _negated_words(words: list[_Word], matches: list[_Match]) -> tuple[set[int],
     negations = [m for m in matches if m.term.kind == "negation"]
     ends = {m.first for m in negations if m.term.detail == "end"}
     finding_starts = {m.first for m in matches if m.term.kind == "finding"}
+    side_starts = {m.first for m in matches if m.term.kind == "laterality"}
     negated: set[int] = set()
     triggers = []
     for match in negations:
         role = match.term.detail
         if role == "before":
             triggers.append(match)
-            index = match.last + 1
+            index, found = match.last + 1, False
             while index < len(words) and index - match.last <= NEGATION_WINDOW and index not in ends:
                 word = words[index]
                 if _hard_break(word) or ("," in word.gap and index not in finding_starts):
                     break
+                if found and index in side_starts:
+                    break  # "no fracture and a left effusion": a new side starts a new statement
+                found = found or index in finding_starts
                 negated.add(index)
                 index += 1
         elif role == "after":
@@ -189,10 +200,13 @@ def _negated_words(words: list[_Word], matches: list[_Match]) -> tuple[set[int],
 
 
 def _subject(words: list[_Word], side: _Match, anatomy: list[_Match]) -> _Match | None:
-    """The nearest anatomy phrase in the side word's clause: to the right first, then left."""
+    """The anatomy phrase holding the side word, else the nearest in its clause: right first, then left."""
     def clause_clear(lo: int, hi: int) -> bool:
         return not any(_hard_break(words[i]) for i in range(lo + 1, hi + 1))
 
+    within = [a for a in anatomy if a.first <= side.first <= a.last]  # "right coronary artery"
+    if within:
+        return max(within, key=lambda a: a.last - a.first)
     right = [a for a in anatomy if side.last < a.first <= side.last + SUBJECT_WINDOW and clause_clear(side.last, a.first)]
     if right:
         return min(right, key=lambda a: a.first)

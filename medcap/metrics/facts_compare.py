@@ -89,12 +89,13 @@ def _regions(region: str) -> set[str]:
 
 
 def _side_scope(side: FactSpan, reference: list[FactSpan]) -> list[FactSpan]:
-    """The reference sides to check `side` against: same subject, else same region, else all."""
+    """The reference sides to check `side` against: same subject, else the same region plus
+    the sides whose subject is unknown (they may be about anything), else all."""
     if side.subject:
         same = [r for r in reference if r.subject == side.subject]
         if same:
             return same
-        near = [r for r in reference if _regions(r.region) & _regions(side.region)]
+        near = [r for r in reference if not r.subject or _regions(r.region) & _regions(side.region)]
         if near:
             return near
     return reference

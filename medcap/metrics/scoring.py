@@ -11,6 +11,7 @@ from medcap.metrics.bertscore import BertScorer, MetricUnavailable
 from medcap.metrics.bleu import bleu_counts, bleu_scores
 from medcap.metrics.cider import cider_d_scores
 from medcap.metrics.config import ALL_METRICS, DEFAULT_METRICS, MetricsConfig
+from medcap.metrics.facts_scores import expand_fact_metrics, fact_columns
 from medcap.metrics.meteor import MeteorScorer
 from medcap.metrics.ngrams import ngram_counts
 from medcap.metrics.normalize import Normalization
@@ -164,7 +165,8 @@ def score_captions(
 
     A metric that cannot run (no WordNet, no BERTScore model) lands in `unavailable` with the
     reason and the others still run. CIDEr-D's document frequencies come from `references`, so
-    score one model's corpus per call.
+    score one model's corpus per call. The fact metrics read the captions as written (before
+    normalisation); `fact_contradictions` is a text column plus 0/1 `contradicts_*` columns.
     """
     if len(candidates) != len(references):
         raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
@@ -195,8 +197,10 @@ def score_captions(
         both_empty = np.array([not c.strip() and not r.strip() for c, r in zip(pairs.candidates, pairs.references)], dtype=bool)
         for name in columns:
             columns[name] = np.where(both_empty, 1.0, columns[name])
-    ordered = [name for name in requested if name in columns]
+    columns.update(fact_columns(candidates, references, requested))  # raw text; no empty-pair rule
+    ordered = [name for name in expand_fact_metrics(requested) if name in columns]
     per_caption = pd.DataFrame({name: columns[name] for name in ordered}, index=pd.RangeIndex(len(candidates)))
+    ordered = [name for name in ordered if pd.api.types.is_numeric_dtype(per_caption[name])]
     for name in ordered:
         if name not in _CORPUS_LEVEL:
             corpus[name] = float(per_caption[name].mean()) if len(per_caption) else float("nan")

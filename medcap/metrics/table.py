@@ -23,8 +23,9 @@ class ScoreTable:
 
     @property
     def metrics(self) -> list[str]:
-        return list(self.per_caption.columns)
+        """The numeric columns (text columns such as `fact_contradictions` are not scores)."""
+        return [name for name in self.per_caption.columns if pd.api.types.is_numeric_dtype(self.per_caption[name])]
 
     def mean(self) -> dict[str, float]:
-        """Mean per-caption score of each metric (what ImageCLEFmedical reports)."""
+        """Mean per-caption score of each metric (what ImageCLEFmedical reports); NaN rows skipped."""
         return {name: float(self.per_caption[name].mean()) if len(self.per_caption) else float("nan") for name in self.metrics}

@@ -1,0 +1,61 @@
+"""Caption edits for measuring the fact check on real captions: flip one side, or paraphrase.
+
+A flipped caption states the opposite side once: the check should flag it. A paraphrase states
+the same facts in other words (other verbs and articles, modality synonyms, sentences in another
+order): any contradiction the check reports for it is a false alarm.
+"""
+
+from __future__ import annotations
+
+import re
+
+from medcap.metrics.facts import FactSpan, fact_spans
+
+_OPPOSITE = {"left": "right", "right": "left", "lt": "rt", "rt": "lt", "l": "r", "r": "l"}
+_SIDE_WORD = re.compile(r"(?i)^(left|right|lt|rt|l|r)")
+
+
+def stated_sides(text: str) -> set[str]:
+    return {s.value for s in fact_spans(text) if s.kind == "laterality"}
+
+
+def _match_case(word: str, like: str) -> str:
+    if like.isupper():
+        return word.upper()
+    if like[:1].isupper():
+        return word.capitalize()
+    return word
+
+
+def flip_first_side(text: str) -> tuple[str, FactSpan] | None:
+    """`text` with its first left/right word swapped for the other side, or None if it has none."""
+    for span in fact_spans(text):
+        if span.kind == "laterality" and span.value in ("left", "right"):
+            written = text[span.start:span.end]
+            match = _SIDE_WORD.match(written)
+            if match is None:
+                continue
+            head = match.group()
+            flipped = _match_case(_OPPOSITE[head.lower()], head) + written[len(head):]
+            return text[:span.start] + flipped + text[span.end:], span
+    return None
+
+
+# Fact-free rewordings and modality synonyms (each pair says the same thing).
+_REWORDINGS = [
+    (r"\bshowing\b", "demonstrating"), (r"\bshows\b", "demonstrates"), (r"\bdemonstrates\b", "shows"),
+    (r"\brevealing\b", "showing"), (r"\breveals\b", "shows"), (r"\bthe\b", "a"), (r"\bThe\b", "A"),
+    (r"\bimage\b", "scan"), (r"\bview\b", "image"), (r"\barrows?\b", "arrowhead"), (r"\bwith\b", "and"),
+    (r"\bCT\b", "computed tomography"), (r"\bcomputed tomography\b", "CT"), (r"\bMRI\b", "magnetic resonance imaging"),
+    (r"\bultrasound\b", "sonography"), (r"\bX-ray\b", "radiograph"), (r"\bleft\b(?![-)])", "left-sided"), (r"\bright\b(?![-)])", "right-sided"),
+]
+_SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
+
+
+def paraphrase(text: str) -> str:
+    """The same facts in other words: reworded, synonyms swapped, sentences in reverse order."""
+    out = text
+    for pattern, replacement in _REWORDINGS:
+        out = re.sub(pattern, replacement, out, count=1)
+    sentences = [s if s[-1] in ".!?" else s + "." for s in _SENTENCE.split(out.strip()) if s]
+    return " ".join(reversed(sentences))
