@@ -37,7 +37,7 @@ NEGATION_WINDOW = 8
 #: How far (in words) a side word looks for its anatomy subject.
 SUBJECT_WINDOW = 4
 
-_TOKEN = re.compile(r"\d+(?:[.,]\d+)+|[^\W_]+")
+_GAP_AND_WORD = re.compile(r"([\W_]*)(\d+(?:[.,]\d+)+|[^\W_]+)")
 _JOINER = re.compile(r"\s*|[-/\u2010\u2011'\u2019]|\s*/\s*")
 _HARD_BREAK = re.compile(r"[.;:!?()\[\]{}\u2013\u2014=]|\s-\s")
 #: Words whose following period abbreviates them rather than ending a sentence.
@@ -45,7 +45,7 @@ _PERIOD_ABBREVIATIONS = frozenset({"lt", "rt", "l", "r", "fig", "figs", "vs", "a
 _SIDE_NOUNS = frozenset({"side", "sided", "sides"})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FactSpan:
     """A fact stated by `text[start:end]`.
 
@@ -66,64 +66,69 @@ class FactSpan:
     implied: bool = False
 
 
-@dataclass(frozen=True)
-class _Word:
-    text: str
-    lower: str
-    start: int
-    end: int
-    gap: str  # the characters between the previous word and this one
+class _Words:
+    """The caption's words as parallel lists: as written, lower-cased, character offsets, and
+    `gap`, the characters between each word and the one before it."""
+
+    __slots__ = ("text", "lower", "start", "end", "gap")
+
+    def __init__(self, caption: str):
+        pairs = _GAP_AND_WORD.findall(caption)
+        self.gap = [gap for gap, _ in pairs]
+        self.text = [word for _, word in pairs]
+        self.lower = [word.lower() for word in self.text]
+        self.start, self.end = [], []
+        position = 0
+        for index, (gap, word) in enumerate(pairs):
+            position += len(gap)
+            self.start.append(position)
+            position += len(word)
+            self.end.append(position)
+            if index and gap.startswith(".") and self.lower[index - 1] in _PERIOD_ABBREVIATIONS:
+                self.gap[index] = gap[1:]  # "Lt. kidney": the period abbreviates
+
+    def __len__(self) -> int:
+        return len(self.text)
 
 
-@dataclass(frozen=True)
 class _Match:
-    first: int  # word index
-    last: int  # word index, inclusive
-    term: Term
+    __slots__ = ("first", "last", "term")
+
+    def __init__(self, first: int, last: int, term: Term):
+        self.first, self.last, self.term = first, last, term  # word indexes, inclusive
 
 
-def _words(text: str) -> list[_Word]:
-    words: list[_Word] = []
-    previous_end = 0
-    for match in _TOKEN.finditer(text):
-        gap = text[previous_end:match.start()]
-        if words and words[-1].lower in _PERIOD_ABBREVIATIONS and gap.startswith("."):
-            gap = gap[1:]
-        words.append(_Word(match.group(), match.group().lower(), match.start(), match.end(), gap))
-        previous_end = match.end()
-    return words
+def _joined(words: _Words, index: int) -> bool:
+    """Whether word `index` continues a phrase from the word before it."""
+    return _JOINER.fullmatch(words.gap[index]) is not None
 
 
-def _joined(word: _Word) -> bool:
-    """Whether `word` continues a phrase from the word before it."""
-    return _JOINER.fullmatch(word.gap) is not None
+def _hard_break(words: _Words, index: int) -> bool:
+    return _HARD_BREAK.search(words.gap[index]) is not None
 
 
-def _hard_break(word: _Word) -> bool:
-    return _HARD_BREAK.search(word.gap) is not None
-
-
-def _case_ok(term: Term, words: list[_Word], first: int) -> bool:
+def _case_ok(term: Term, words: _Words, first: int) -> bool:
     if term.exact is None:
         return True
-    written = [w.text for w in words[first:first + len(term.exact)]]
+    written = words.text[first:first + len(term.exact)]
     return all(want == got or want.lower() == want for want, got in zip(term.exact, written))
 
 
-def _raw_matches(words: list[_Word], lexicon: Lexicon) -> list[_Match]:
+def _raw_matches(words: _Words, lexicon: Lexicon) -> list[_Match]:
     """Longest phrase per kind at each word; a kind's match hides shorter ones inside it."""
     matches: list[_Match] = []
     covered: dict[str, int] = {}
-    for first, word in enumerate(words):
-        longest = lexicon.longest.get(word.lower, 0)
+    lowers = words.lower
+    for first, lower in enumerate(lowers):
+        longest = lexicon.longest.get(lower, 0)
         if not longest:
             continue
         seen_kinds: set[str] = set()
         limit = first + 1
-        while limit < len(words) and limit - first < longest and _joined(words[limit]):
+        while limit < len(words) and limit - first < longest and _joined(words, limit):
             limit += 1
         for last in range(limit - 1, first - 1, -1):
-            key = tuple(w.lower for w in words[first:last + 1])
+            key = tuple(lowers[first:last + 1])
             for term in lexicon.lookup(key):
                 if term.kind in seen_kinds or covered.get(term.kind, -1) >= first or not _case_ok(term, words, first):
                     continue
@@ -133,29 +138,29 @@ def _raw_matches(words: list[_Word], lexicon: Lexicon) -> list[_Match]:
     return matches
 
 
-def _in_lone_parentheses(text: str, words: list[_Word], index: int) -> bool:
-    return words[index].gap.rstrip().endswith("(") and text[words[index].end:].lstrip().startswith(")")
+def _in_lone_parentheses(text: str, words: _Words, index: int) -> bool:
+    return words.gap[index].rstrip().endswith("(") and text[words.end[index]:].lstrip().startswith(")")
 
 
-def _side_in_context(words: list[_Word], match: _Match, anatomy_starts: set[int]) -> bool:
+def _side_in_context(words: _Words, match: _Match, anatomy_starts: set[int]) -> bool:
     """A side abbreviation counts only before an anatomy word or 'side' ("L kidney", "(R) adrenal")."""
     first, following = match.first, match.last + 1
-    before = words[first].gap
+    before = words.gap[first]
     if following >= len(words) or (first and not before[-1:].isspace() and not before.endswith("(")):
         return False  # "GG/L", "L-3"
-    gap = words[following].gap
+    gap = words.gap[following]
     if before.rstrip().endswith("(") and gap.startswith(")"):
-        letter = words[first].lower[0]
-        neighbours = ([words[first - 1].lower] if first else []) + [words[following].lower]
+        letter = words.lower[first][0]
+        neighbours = ([words.lower[first - 1]] if first else []) + [words.lower[following]]
         if any(word.startswith(letter) for word in neighbours):
             return False  # a figure label: "lumbar (L)", "(L) liver"
         gap = gap[1:]
     if not gap or not gap.isspace():
         return False
-    return following in anatomy_starts or words[following].lower in _SIDE_NOUNS
+    return following in anatomy_starts or words.lower[following] in _SIDE_NOUNS
 
 
-def _keep(text: str, words: list[_Word], match: _Match, anatomy_starts: set[int]) -> bool:
+def _keep(text: str, words: _Words, match: _Match, anatomy_starts: set[int]) -> bool:
     term = match.term
     if term.kind != "laterality":
         return True
@@ -166,7 +171,7 @@ def _keep(text: str, words: list[_Word], match: _Match, anatomy_starts: set[int]
     return not (match.first == match.last and _in_lone_parentheses(text, words, match.first))
 
 
-def _negated_words(words: list[_Word], matches: list[_Match]) -> tuple[set[int], list[_Match]]:
+def _negated_words(words: _Words, matches: list[_Match]) -> tuple[set[int], list[_Match]]:
     """Word indexes inside a negation scope, and the trigger matches that made them."""
     negations = [m for m in matches if m.term.kind == "negation"]
     ends = {m.first for m in negations if m.term.detail == "end"}
@@ -180,8 +185,7 @@ def _negated_words(words: list[_Word], matches: list[_Match]) -> tuple[set[int],
             triggers.append(match)
             index, found = match.last + 1, False
             while index < len(words) and index - match.last <= NEGATION_WINDOW and index not in ends:
-                word = words[index]
-                if _hard_break(word) or ("," in word.gap and index not in finding_starts):
+                if _hard_break(words, index) or ("," in words.gap[index] and index not in finding_starts):
                     break
                 if found and index in side_starts:
                     break  # "no fracture and a left effusion": a new side starts a new statement
@@ -193,16 +197,16 @@ def _negated_words(words: list[_Word], matches: list[_Match]) -> tuple[set[int],
             index = match.first - 1
             while index >= 0 and match.first - index <= NEGATION_WINDOW and index not in ends:
                 negated.add(index)
-                if _hard_break(words[index]) or "," in words[index].gap:
+                if _hard_break(words, index) or "," in words.gap[index]:
                     break
                 index -= 1
     return negated, triggers
 
 
-def _subject(words: list[_Word], side: _Match, anatomy: list[_Match]) -> _Match | None:
+def _subject(words: _Words, side: _Match, anatomy: list[_Match]) -> _Match | None:
     """The anatomy phrase holding the side word, else the nearest in its clause: right first, then left."""
     def clause_clear(lo: int, hi: int) -> bool:
-        return not any(_hard_break(words[i]) for i in range(lo + 1, hi + 1))
+        return not any(_hard_break(words, i) for i in range(lo + 1, hi + 1))
 
     within = [a for a in anatomy if a.first <= side.first <= a.last]  # "right coronary artery"
     if within:
@@ -215,7 +219,7 @@ def _subject(words: list[_Word], side: _Match, anatomy: list[_Match]) -> _Match 
 
 
 def _spans(text: str, lexicon: Lexicon) -> tuple[FactSpan, ...]:
-    words = _words(text)
+    words = _Words(text)
     matches = _raw_matches(words, lexicon)
     anatomy = [m for m in matches if m.term.kind == "anatomy"]
     anatomy_starts = {m.first for m in anatomy}
@@ -227,7 +231,7 @@ def _spans(text: str, lexicon: Lexicon) -> tuple[FactSpan, ...]:
         term = match.term
         if term.kind == "negation" and id(match) not in trigger_set:
             continue  # pseudo-negations and scope ends are not facts
-        start, end = words[match.first].start, words[match.last].end
+        start, end = words.start[match.first], words.end[match.last]
         subject = _subject(words, match, anatomy) if term.kind == "laterality" else None
         spans.append(FactSpan(
             start=start, end=end, kind=term.kind, value=term.value,
@@ -239,7 +243,7 @@ def _spans(text: str, lexicon: Lexicon) -> tuple[FactSpan, ...]:
     return tuple(sorted(spans, key=lambda s: (s.start, s.end, s.kind)))
 
 
-@lru_cache(maxsize=65_536)
+@lru_cache(maxsize=32_768)  # evaluate scores each model against the same references
 def _cached_spans(text: str) -> tuple[FactSpan, ...]:
     return _spans(text, load_lexicon())
 
