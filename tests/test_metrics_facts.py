@@ -216,6 +216,14 @@ def test_word_lists_ship_in_the_package_and_cite_their_sources(name):
     assert any("Sources:" in line for line in header)
 
 
+def test_a_malformed_row_names_its_file_and_line():
+    from medcap.metrics.facts_lexicon import LexiconError, parse_rows
+
+    text = "# comment\nterm\tside\tcontext\tcase\nleft\tleft\tany\tany\nright\tright\n"
+    with pytest.raises(LexiconError, match=r"laterality.tsv line 4: expected 4"):
+        list(parse_rows("laterality.tsv", text))
+
+
 def test_anatomy_list_has_a_few_hundred_terms():
     from medcap.metrics.facts_lexicon import load_lexicon
 

@@ -63,8 +63,13 @@ def phrase_words(text: str) -> tuple[str, ...]:
 
 
 def _rows(name: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """Data rows of a list with their line numbers; '#' lines are comments."""
     text = resources.files("medcap.metrics").joinpath("facts_data", name).read_text(encoding="utf-8")
+    return parse_rows(name, text)
+
+
+def parse_rows(name: str, text: str) -> Iterator[tuple[int, dict[str, str]]]:
+    """Data rows of a list with their line numbers; '#' lines are comments, the first other
+    line names the columns. A short or empty cell is a LexiconError naming file and line."""
     lines = [(number, line) for number, line in enumerate(text.splitlines(), 1)
              if line.strip() and not line.lstrip().startswith("#")]
     if not lines:

@@ -47,14 +47,23 @@ _REWORDINGS = [
     (r"\brevealing\b", "showing"), (r"\breveals\b", "shows"), (r"\bthe\b", "a"), (r"\bThe\b", "A"),
     (r"\bimage\b", "scan"), (r"\bview\b", "image"), (r"\barrows?\b", "arrowhead"), (r"\bwith\b", "and"),
     (r"\bCT\b", "computed tomography"), (r"\bcomputed tomography\b", "CT"), (r"\bMRI\b", "magnetic resonance imaging"),
-    (r"\bultrasound\b", "sonography"), (r"\bX-ray\b", "radiograph"), (r"\bleft\b(?![-)])", "left-sided"), (r"\bright\b(?![-)])", "right-sided"),
+    (r"\bultrasound\b", "sonography"), (r"\bX-ray\b", "radiograph"),
 ]
 _SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 
 
+def _side_synonym(text: str) -> str:
+    """The first stated side word "left"/"right" written as "left-sided"/"right-sided"."""
+    for span in fact_spans(text):
+        if span.kind == "laterality" and text[span.start:span.end].lower() in ("left", "right") \
+                and not text[span.end:span.end + 1] in ("-", ")"):
+            return text[:span.end] + "-sided" + text[span.end:]
+    return text
+
+
 def paraphrase(text: str) -> str:
     """The same facts in other words: reworded, synonyms swapped, sentences in reverse order."""
-    out = text
+    out = _side_synonym(text)
     for pattern, replacement in _REWORDINGS:
         out = re.sub(pattern, replacement, out, count=1)
     sentences = [s if s[-1] in ".!?" else s + "." for s in _SENTENCE.split(out.strip()) if s]
