@@ -1,12 +1,15 @@
 """Caption edits for measuring the fact check on real captions: flip one side, or paraphrase.
 
 A flipped caption states the opposite side once: the check should flag it. A paraphrase states
-the same facts in other words (other verbs and articles, modality synonyms, sentences in another
-order): any contradiction the check reports for it is a false alarm.
+the same facts in other words (other verbs and articles, modality and side synonyms, sentences in
+another order), and a caption with a fifth of its non-fact words dropped keeps its fact words:
+any contradiction the check reports for either is counted as a false alarm (dropping words can
+change a meaning, e.g. "but", so that count is an upper bound).
 """
 
 from __future__ import annotations
 
+import random
 import re
 
 from medcap.metrics.facts import FactSpan, fact_spans
@@ -68,3 +71,20 @@ def paraphrase(text: str) -> str:
         out = re.sub(pattern, replacement, out, count=1)
     sentences = [s if s[-1] in ".!?" else s + "." for s in _SENTENCE.split(out.strip()) if s]
     return " ".join(reversed(sentences))
+
+
+_LETTERS = re.compile(r"[^\W\d_]+")
+
+
+def drop_words(text: str, rng: random.Random, rate: float = 0.2) -> str:
+    """`text` without a random `rate` of its words that are not part of any fact."""
+    covered = set()
+    for span in fact_spans(text):
+        covered.update(range(span.start, span.end))
+    pieces, last = [], 0
+    for match in _LETTERS.finditer(text):
+        if match.start() not in covered and match.end() - 1 not in covered and rng.random() < rate:
+            pieces.append(text[last:match.start()])
+            last = match.end()
+    pieces.append(text[last:])
+    return "".join(pieces)
