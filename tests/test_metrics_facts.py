@@ -6,7 +6,6 @@ import json
 import math
 import random
 from importlib import resources
-from pathlib import Path
 
 import pandas as pd
 import pytest
