@@ -15,6 +15,7 @@ from medcap.metrics.config import (
     BertScoreConfig, BleuConfig, CiderConfig, MeteorConfig, MetricsConfig, RougeConfig,
 )
 from medcap.metrics.facts import SHADE_KINDS, FactSpan, fact_spans
+from medcap.metrics.facts_lexicon import FACT_KINDS
 from medcap.metrics.facts_compare import (
     CONTRADICTION_CATEGORIES, FactComparison, compare_facts, contradicting_spans,
     fact_contradictions, suggested_categories,
@@ -27,7 +28,7 @@ from medcap.metrics.tokenize import coco_tokenize, rouge_tokenize
 
 __all__ = [
     "ALL_METRICS", "CONTRADICTION_CATEGORIES", "CONTRADICTION_COLUMNS", "DEFAULT_METRICS",
-    "FACT_METRICS", "LEXICAL_METRICS", "NORMALIZATIONS", "SHADE_KINDS",
+    "FACT_KINDS", "FACT_METRICS", "LEXICAL_METRICS", "NORMALIZATIONS", "SHADE_KINDS",
     "FactComparison", "FactSpan", "compare_facts", "contradicting_spans", "fact_contradictions",
     "fact_spans", "suggested_categories",
     "BertScoreConfig", "BleuConfig", "CiderConfig", "MeteorConfig", "MetricsConfig", "RougeConfig",
