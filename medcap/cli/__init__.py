@@ -14,6 +14,7 @@ from typing import Sequence
 COMMANDS = {
     "caption": "medcap.cli.caption",
     "evaluate": "medcap.cli.evaluate",
+    "reviews": "medcap.cli.reviews",
 }
 
 

@@ -28,9 +28,12 @@ from typing import Any, Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from medcap.review.categories import SIGNIFICANT_COLUMN, category_column
-from medcap.review.export import EXPORT_LEAD_COLUMNS, EXPORT_TAIL_COLUMNS, review_export_rows
+from medcap.review.categories import (
+    DEFAULT_CATEGORIES, SIGNIFICANT_COLUMN, ErrorCategory, category_column,
+)
+from medcap.review.export import export_columns, review_export_rows
 from medcap.review.records import VERDICTS, Review
+from medcap.review.store import reviewer_key
 
 CAPTION_COLUMNS = ("dataset", "image_id", "model")
 ITEM_COLUMNS = ("dataset", "image_id")
@@ -69,9 +72,10 @@ def undefined(reason: str) -> Figure:
 
 
 # ------------------------------------------------------------------------------- input frame
-def reviews_frame(reviews: Iterable[Review]) -> pd.DataFrame:
+def reviews_frame(reviews: Iterable[Review],
+                  categories: Sequence[ErrorCategory] = DEFAULT_CATEGORIES) -> pd.DataFrame:
     """Final reviews as the export's rows (same columns, same values), ready for the figures."""
-    rows, columns = review_export_rows([r for r in reviews if not r.is_draft])
+    rows, columns = review_export_rows([r for r in reviews if not r.is_draft], categories)
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -83,8 +87,7 @@ def category_keys(frame: pd.DataFrame) -> list[str]:
 
 def score_names(frame: pd.DataFrame) -> list[str]:
     """Automatic metric columns: numeric columns the export does not own for something else."""
-    known = set(EXPORT_LEAD_COLUMNS) | set(EXPORT_TAIL_COLUMNS) | {SIGNIFICANT_COLUMN}
-    known |= {category_column(k) for k in category_keys(frame)}
+    known = set(export_columns([ErrorCategory(k, k, "") for k in category_keys(frame)], []))
     return [c for c in frame.columns if c not in known]
 
 
@@ -103,7 +106,7 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"unknown verdict(s) {unknown}; expected one of {list(VERDICTS)}")
     data["verdict_code"] = codes.astype(np.int64)
-    data["reviewer_key"] = data["reviewer"].map(lambda s: " ".join(s.split()).casefold())
+    data["reviewer_key"] = data["reviewer"].map(reviewer_key)
     data = data.sort_values([*CAPTION_COLUMNS, "reviewer_key"], kind="stable").reset_index(drop=True)
     data["caption"] = _group_codes(data, list(CAPTION_COLUMNS))
     data["item"] = _group_codes(data, list(ITEM_COLUMNS))
@@ -480,3 +483,51 @@ def review_stats(frame: pd.DataFrame, preferences: Iterable[Any] = (),
         "preferences": bradley_terry(preferences, settings),
         "metrics": metric_agreement(data, score_names(frame), settings),
     }
+
+
+# ------------------------------------------------------------------------------- tables
+def stats_tables(stats: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
+    """The stats document as titled long-format tables: what `medcap reviews stats` prints and
+    what an app view shows; "Shares" and "Preference ranking" plot as bars with ci_low/ci_high
+    error bars, "Metrics vs reviewers" as one bar per metric."""
+    alpha = "krippendorff_alpha_ordinal"
+    scopes = [("all models", stats["overall"])] + list(stats["models"].items())
+    return {
+        "Agreement (Krippendorff's alpha, ordinal)": pd.DataFrame(
+            [{"scope": name, "alpha": entry[alpha], "units": entry["units"],
+              "note": entry.get(f"{alpha}_undefined", "")} for name, entry in scopes],
+            columns=["scope", "alpha", "units", "note"]),
+        "Reviewer pairs (Cohen's kappa)": pd.DataFrame(
+            [{"reviewer_a": p["reviewers"][0], "reviewer_b": p["reviewers"][1], "n": p["n"],
+              "kappa": p["cohen_kappa"], "kappa_quadratic": p["cohen_kappa_quadratic"],
+              "note": p.get("cohen_kappa_undefined", "")} for p in stats["pairs"]],
+            columns=["reviewer_a", "reviewer_b", "n", "kappa", "kappa_quadratic", "note"]),
+        "Error categories (reviewers agree)": pd.DataFrame(
+            [{"category": key, "agreement_share": e["agreement_share"], "units": e["units"],
+              "note": e.get("agreement_share_undefined", "")} for key, e in stats["categories"].items()],
+            columns=["category", "agreement_share", "units", "note"]),
+        "Shares per model (95% bootstrap intervals)": _shares_table(stats),
+        "Preference ranking (Bradley-Terry)": pd.DataFrame(
+            [{"rank": m["rank"], "model": m["model"], "strength": m["strength"], "ci_low": m["ci"][0],
+              "ci_high": m["ci"][1], "wins": m["wins"], "losses": m["losses"]}
+             for m in stats["preferences"]["models"]],
+            columns=["rank", "model", "strength", "ci_low", "ci_high", "wins", "losses"]),
+        "Metrics vs reviewers (Kendall's tau-b)": pd.DataFrame(
+            [{"metric": name, "tau_b": e["kendall_tau_b"], "ci_low": (e.get("ci") or [None, None])[0],
+              "ci_high": (e.get("ci") or [None, None])[1], "p_value": e.get("p_value"), "n": e["n"],
+              "note": e.get("kendall_tau_b_undefined", "")} for name, e in stats["metrics"].items()],
+            columns=["metric", "tau_b", "ci_low", "ci_high", "p_value", "n", "note"]),
+    }
+
+
+def _shares_table(stats: Mapping[str, Any]) -> pd.DataFrame:
+    rows = []
+    for model, entry in stats["models"].items():
+        groups = [("verdict", entry.get("verdicts", {})), ("category", entry.get("categories", {}))]
+        if SIGNIFICANT_COLUMN in entry:
+            groups.append(("flag", {SIGNIFICANT_COLUMN: entry[SIGNIFICANT_COLUMN]}))
+        for kind, figures in groups:
+            rows += [{"model": model, "kind": kind, "figure": name, "count": f["count"],
+                      "share": f["share"], "ci_low": f["ci"][0], "ci_high": f["ci"][1]}
+                     for name, f in figures.items()]
+    return pd.DataFrame(rows, columns=["model", "kind", "figure", "count", "share", "ci_low", "ci_high"])

@@ -76,6 +76,16 @@ def neutralize_cell(value: Any, safety: CsvSafety = CSV_SAFETY) -> Any:
     return text
 
 
+def restore_cell(text: str, safety: CsvSafety = CSV_SAFETY) -> str:
+    """Undo `neutralize_cell` on a cell read back from an export: the prefix is dropped only where
+    neutralising the rest would have added it, so a caption that really starts with a quote stays."""
+    if text.startswith(safety.escape_prefix):
+        rest = text[len(safety.escape_prefix):]
+        if neutralize_cell(rest, safety) == text:
+            return rest
+    return text
+
+
 def write_safe_csv(
     rows: Iterable[Mapping[str, Any]],
     columns: Sequence[str],
