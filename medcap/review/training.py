@@ -89,7 +89,7 @@ class ImageFinder:
     def loaders(self, dataset: str, image_ids: set[str]) -> tuple[dict[str, ImageLoader], str]:
         """Loaders for the ids found, and why the others are missing."""
         if dataset == UPLOADS_DATASET and self.uploads is not None:
-            return self._upload_loaders(image_ids), "not in the upload store"
+            return self._upload_loaders(image_ids), f"image not in the upload store {self.uploads.folder}"
         if dataset not in self.sources:
             return {}, (f"no image source for dataset '{dataset}' (pass --images "
                         f"'{dataset}=FOLDER_OR_PARQUET')")
@@ -103,7 +103,7 @@ class ImageFinder:
                 found[record.image_id] = _display_loader(record)
                 if len(found) == len(image_ids):
                     break
-        return found, f"not in {self.sources[dataset]}"
+        return found, f"image not in {self.sources[dataset]}"
 
     def _upload_loaders(self, image_ids: set[str]) -> dict[str, ImageLoader]:
         found = {}
@@ -146,7 +146,7 @@ def write_training_folder(reviews: Iterable[Review], folder: str | Path, finder:
         wanted = {i for d, i in items if d == dataset}
         found, why = finder.loaders(dataset, wanted)
         loaders.update({(dataset, i): loader for i, loader in found.items()})
-        result.skipped += [(dataset, i, f"image {why}") for i in sorted(wanted - set(found))]
+        result.skipped += [(dataset, i, why) for i in sorted(wanted - set(found))]
     keys = sorted(loaders)
     validation = _validation_keys(keys, validation_share, seed)
     rows, taken = [], set()
