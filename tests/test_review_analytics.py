@@ -202,3 +202,18 @@ def test_tables_show_every_section(stats: dict) -> None:
     shares = tables["Shares per model (95% bootstrap intervals)"]
     assert {"model", "figure", "share", "ci_low", "ci_high"} <= set(shares.columns)
     assert len(tables["Reviewer pairs (Cohen's kappa)"]) == 3
+
+
+def test_stats_benchmark_runs_on_a_small_store(tmp_path: Path, capsys) -> None:
+    """Keeps benchmarks/bench_reviews_stats.py from rotting (no timing asserts)."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    import bench_reviews_stats
+
+    argv = ["--sizes", "60", "120", "--bootstrap", "20", "--repeats", "1", "--cache-dir", str(tmp_path)]
+    assert bench_reviews_stats.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "120 vs 60 reviews" in out
+    rows = [line.split() for line in out.splitlines() if line.strip().startswith(("60 ", "120 "))]
+    assert [row[0] for row in rows if len(row) == 5] == ["60", "120"]  # size + 4 timings

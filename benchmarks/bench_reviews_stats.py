@@ -1,0 +1,143 @@
+"""Time `python -m medcap reviews stats` on 10,000 and 100,000 synthetic reviews.
+
+The synthetic panel: 3 models, 8 reviewers, every caption reviewed by 2 of them (so N reviews
+cover N/6 images), verdicts that depend on the model and on how hard the image is (so agreement
+is neither 0 nor 1), a category ticked on ~15% of reviews, two scores that follow the verdict
+loosely, and one pairwise preference per image. Stores are filled through `ReviewStore.save`
+(the real write path) on /dev/shm when it exists, and kept in ~/.cache/medcap-bench, so a second
+run only measures.
+
+    python benchmarks/bench_reviews_stats.py [--sizes 10000 100000] [--bootstrap 1000]
+
+Printed per size: the whole command (read the store, compute, print the tables, write JSON),
+and its two halves: reading the store into the export frame, and computing the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import random
+import shutil
+import sqlite3
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from medcap.cli import main as medcap_main  # noqa: E402
+from medcap.review import (  # noqa: E402
+    DEFAULT_CATEGORIES, VERDICTS, ReviewContext, ReviewInput, ReviewKey, ReviewStore,
+)
+from medcap.review.analytics import StatsSettings, review_stats, reviews_frame  # noqa: E402
+
+CACHE = Path.home() / ".cache" / "medcap-bench"
+MODELS = ("blip", "blip2-lora", "qwen2-vl")
+REVIEWERS = tuple(f"Reviewer {k}" for k in range(8))
+
+
+def synthetic_reviews(count: int, seed: int = 0):
+    """`count` final reviews (a multiple of 6) and one preference per image."""
+    rng = random.Random(seed)
+    items = count // (len(MODELS) * 2)
+    for item in range(items):
+        difficulty = rng.random()
+        pair = rng.sample(REVIEWERS, 2)
+        for m, model in enumerate(MODELS):
+            for reviewer in pair:
+                level = difficulty * 2 + m * 0.4 + rng.gauss(0, 0.6)
+                verdict = VERDICTS[max(0, min(3, int(level)))]
+                categories = (rng.choice(DEFAULT_CATEGORIES).key,) if rng.random() < 0.15 else ()
+                scores = {"bleu4": max(0.0, 0.5 - 0.1 * level + rng.gauss(0, 0.1)),
+                          "cider_d": max(0.0, 1.5 - 0.3 * level + rng.gauss(0, 0.5))}
+                yield ReviewInput(
+                    key=ReviewKey("bench:test", f"img-{item:06d}", model, reviewer), verdict=verdict,
+                    categories=categories, significant=verdict == VERDICTS[3],
+                    context=ReviewContext(generated_caption=f"{model} caption {item}",
+                                          ground_truth=f"reference {item}", modality="CT",
+                                          scores=scores))
+        yield ("preference", f"img-{item:06d}", rng.choice(["A better", "B better", "tie", "both wrong"]),
+               pair[0])
+
+
+def build_store(count: int, cache: Path = CACHE) -> Path:
+    """The cached store of `count` reviews, built on tmpfs (saves do not wait for a disk)."""
+    target = cache / f"reviews-{count}.sqlite"
+    if target.is_file():
+        return target
+    scratch = Path(tempfile.mkdtemp(dir="/dev/shm" if Path("/dev/shm").is_dir() else None))
+    store = ReviewStore(scratch / "reviews.sqlite", clock=lambda: "2026-03-01T00:00:00Z")
+    started = time.perf_counter()
+    for entry in synthetic_reviews(count):
+        if isinstance(entry, tuple):
+            _, image_id, choice, reviewer = entry
+            store.save_preference("bench:test", image_id, MODELS[0], MODELS[2], reviewer, choice)
+        else:
+            store.save(entry)
+    with contextlib.closing(sqlite3.connect(store.path)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    cache.mkdir(parents=True, exist_ok=True)
+    shutil.copy(store.path, target)
+    shutil.rmtree(scratch)
+    print(f"built {target} ({count} reviews) in {time.perf_counter() - started:.0f} s")
+    return target
+
+
+def timed(function, repeats: int) -> float:
+    """Best of `repeats` wall-clock runs (the machine is shared; the minimum is the cost)."""
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
+def measure(db: Path, bootstrap: int, repeats: int) -> dict[str, float]:
+    store = ReviewStore(db)
+    out = db.with_suffix(".stats.json")
+    settings = StatsSettings(bootstrap=bootstrap)
+
+    def command() -> None:
+        with contextlib.redirect_stdout(io.StringIO()):
+            assert medcap_main(["reviews", "stats", "--db", str(db), "--out", str(out),
+                                "--bootstrap", str(bootstrap)]) == 0
+
+    frame = reviews_frame(store.iter_reviews(), store.categories)
+    preferences = store.preferences()
+    return {
+        "command": timed(command, repeats),
+        "read": timed(lambda: reviews_frame(store.iter_reviews(), store.categories), repeats),
+        "figures": timed(lambda: review_stats(frame, preferences, settings), repeats),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--bootstrap", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cache-dir", type=Path, default=CACHE, help="where built stores are kept")
+    args = parser.parse_args(argv)
+    results = {}
+    for size in args.sizes:
+        size -= size % (len(MODELS) * 2)
+        results[size] = measure(build_store(size, args.cache_dir), args.bootstrap, args.repeats)
+    print(f"\nreviews stats, bootstrap {args.bootstrap}, best of {args.repeats} (seconds)")
+    print(f"{'reviews':>9} {'command':>9} {'read store':>11} {'figures':>9} {'per 1k reviews':>15}")
+    for size, r in results.items():
+        print(f"{size:>9} {r['command']:>9.2f} {r['read']:>11.2f} {r['figures']:>9.2f} "
+              f"{1000 * r['command'] / size:>15.3f}")
+    sizes = sorted(results)
+    if len(sizes) > 1:
+        small, large = results[sizes[0]], results[sizes[-1]]
+        print(f"\n{sizes[-1]} vs {sizes[0]} reviews ({sizes[-1] / sizes[0]:.0f}x the data): command "
+              f"{large['command'] / small['command']:.1f}x, figures {large['figures'] / small['figures']:.1f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
