@@ -14,7 +14,8 @@ from sklearn.metrics import cohen_kappa_score
 
 from medcap.review import VERDICTS
 from medcap.review.analytics import (
-    StatsSettings, bradley_terry, bradley_terry_strengths, review_stats, reviews_frame, stats_tables,
+    StatsSettings, bradley_terry, bradley_terry_strengths, plot_frames, review_stats, reviews_frame,
+    stats_tables, store_stats,
 )
 from tests.support.reviews import filled_store, review
 
@@ -202,6 +203,20 @@ def test_tables_show_every_section(stats: dict) -> None:
     shares = tables["Shares per model (95% bootstrap intervals)"]
     assert {"model", "figure", "share", "ci_low", "ci_high"} <= set(shares.columns)
     assert len(tables["Reviewer pairs (Cohen's kappa)"]) == 3
+    plots = plot_frames(stats)
+    verdicts, x, y, colour = plots["Verdict shares per model"]
+    assert (x, y, colour) == ("model", "share", "figure")
+    assert len(verdicts) == 2 * len(VERDICTS) and set(verdicts["figure"]) == set(VERDICTS)
+    assert list(plots["Agreement (alpha)"][0]["scope"]) == ["all models", "blip", "qwen"]
+
+
+def test_store_stats_is_none_without_completed_reviews(tmp_path: Path) -> None:
+    from medcap.review import ReviewInput, ReviewKey, ReviewStore
+
+    store = ReviewStore(tmp_path / "r.sqlite")
+    assert store_stats(store) is None
+    store.save(ReviewInput(key=ReviewKey("d", "i", "m", "Ann"), note="draft only"))
+    assert store_stats(store) is None
 
 
 def test_stats_benchmark_runs_on_a_small_store(tmp_path: Path, capsys) -> None:

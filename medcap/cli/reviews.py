@@ -118,7 +118,7 @@ def run_import(args) -> int:
 
 # ------------------------------------------------------------------------------- stats
 def run_stats(args) -> int:
-    from medcap.review.analytics import StatsSettings, review_stats, reviews_frame, stats_tables
+    from medcap.review.analytics import StatsSettings, stats_tables, store_stats
 
     if args.bootstrap < 1:
         return _fail("--bootstrap must be at least 1")
@@ -126,12 +126,10 @@ def run_stats(args) -> int:
         store = _existing_store(args)
     except CommandError as exc:
         return _fail(str(exc))
-    frame = reviews_frame(store.iter_reviews(args.dataset), store.categories)
-    if frame.empty:
+    stats = store_stats(store, args.dataset, StatsSettings(bootstrap=args.bootstrap, seed=args.seed))
+    if stats is None:
         return _fail(f"{store.path} has no completed reviews"
                      + (f" for dataset '{args.dataset}'" if args.dataset else ""))
-    stats = review_stats(frame, store.preferences(args.dataset),
-                         StatsSettings(bootstrap=args.bootstrap, seed=args.seed))
     for title, table in stats_tables(stats).items():
         print(f"\n== {title} ==")
         print(table.to_string(index=False) if not table.empty else "(none)")

@@ -485,6 +485,16 @@ def review_stats(frame: pd.DataFrame, preferences: Iterable[Any] = (),
     }
 
 
+def store_stats(store: Any, dataset: str | None = None,
+                settings: StatsSettings = StatsSettings()) -> dict[str, Any] | None:
+    """`review_stats` of a ReviewStore's completed reviews and preferences (None when it has no
+    completed review): what `medcap reviews stats` and an app view compute on demand."""
+    frame = reviews_frame(store.iter_reviews(dataset), store.categories)
+    if frame.empty:
+        return None
+    return review_stats(frame, store.preferences(dataset), settings)
+
+
 # ------------------------------------------------------------------------------- tables
 def stats_tables(stats: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
     """The stats document as titled long-format tables: what `medcap reviews stats` prints and
@@ -531,3 +541,25 @@ def _shares_table(stats: Mapping[str, Any]) -> pd.DataFrame:
                       "share": f["share"], "ci_low": f["ci"][0], "ci_high": f["ci"][1]}
                      for name, f in figures.items()]
     return pd.DataFrame(rows, columns=["model", "kind", "figure", "count", "share", "ci_low", "ci_high"])
+
+
+PLOTS = {  # plot title -> (table, filter on "kind" or None, x, y, colour)
+    "Verdict shares per model": ("Shares per model (95% bootstrap intervals)", "verdict", "model", "share", "figure"),
+    "Error category shares per model": ("Shares per model (95% bootstrap intervals)", "category", "model", "share", "figure"),
+    "Agreement (alpha)": ("Agreement (Krippendorff's alpha, ordinal)", None, "scope", "alpha", None),
+    "Bradley-Terry strength": ("Preference ranking (Bradley-Terry)", None, "model", "strength", None),
+    "Metric agreement (tau-b)": ("Metrics vs reviewers (Kendall's tau-b)", None, "metric", "tau_b", None),
+}
+
+
+def plot_frames(stats: Mapping[str, Any]) -> dict[str, tuple[pd.DataFrame, str, str, str | None]]:
+    """Per plot: (frame, x, y, colour column or None), bars with ci_low/ci_high where the table
+    has them; undefined figures are left out of the plot (the tables say why)."""
+    tables = stats_tables(stats)
+    plots = {}
+    for title, (table, kind, x, y, colour) in PLOTS.items():
+        frame = tables[table]
+        if kind is not None:
+            frame = frame[frame["kind"] == kind]
+        plots[title] = (frame[frame[y].notna()].reset_index(drop=True), x, y, colour)
+    return plots
