@@ -50,7 +50,7 @@ class StatsSettings:
     bootstrap: int = 1000
     seed: int = 0
     confidence: float = 0.95
-    bt_prior: float = 0.1  # virtual half-win each way per compared pair: keeps an unbeaten model finite
+    bt_prior: float = 0.1  # virtual wins each way per compared pair: keeps an unbeaten model finite
     chunk: int = 200  # bootstrap replicates drawn at once (bounds memory on 100k reviews)
 
 
@@ -311,16 +311,16 @@ def preferences_frame(preferences: Iterable[Any]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns).astype(str)
 
 
-def bradley_terry_strengths(wins: np.ndarray, prior: float, iterations: int = 2000,
-                            tolerance: float = 1e-10) -> np.ndarray:
+def bradley_terry_strengths(wins: np.ndarray, prior: float, compared: np.ndarray | None = None,
+                            iterations: int = 2000, tolerance: float = 1e-10) -> np.ndarray:
     """Log-strengths (mean 0) maximising the Bradley-Terry likelihood of `wins` (..., m, m):
     wins[..., i, j] is how often i beat j (ties as half a win each way). Hunter's (2004) MM
     updates, batched over leading axes so bootstrap replicates fit together. `prior` adds that
-    many virtual wins each way to every pair compared in the first axis' union, which keeps an
-    unbeaten model's strength finite."""
+    many virtual wins each way to every `compared` pair (default: pairs with any game), which
+    keeps an unbeaten model's strength finite."""
     wins = np.asarray(wins, dtype=float)
-    compared = (wins + np.swapaxes(wins, -1, -2)) > 0
-    compared = compared.reshape(-1, *compared.shape[-2:]).any(axis=0)
+    if compared is None:
+        compared = ((wins + np.swapaxes(wins, -1, -2)) > 0).reshape(-1, *wins.shape[-2:]).any(axis=0)
     wins = wins + prior * compared
     games = wins + np.swapaxes(wins, -1, -2)
     won = wins.sum(axis=-1)
@@ -383,7 +383,8 @@ def bradley_terry(preferences: Iterable[Any], settings: StatsSettings) -> dict[s
     n_items = int(items.max()) + 1
     per_item = np.zeros((n_items, m * m))
     np.add.at(per_item, (items[rows], cells), weights)
-    replicates = [bradley_terry_strengths((w @ per_item).reshape(-1, m, m), settings.bt_prior)
+    compared = (wins + wins.T) > 0
+    replicates = [bradley_terry_strengths((w @ per_item).reshape(-1, m, m), settings.bt_prior, compared)
                   for w in bootstrap_item_weights(n_items, settings, "bradley-terry")]
     interval = _interval(np.vstack(replicates), settings)
     order = np.argsort(-point, kind="stable")
