@@ -167,11 +167,9 @@ class PairAgreement:
     reviewers: tuple[str, str]
     n: int
     kappa: Figure
-    kappa_quadratic: Figure
 
     def to_json(self) -> dict[str, Any]:
-        return {"reviewers": list(self.reviewers), "n": self.n, **self.kappa.to_json("cohen_kappa"),
-                **self.kappa_quadratic.to_json("cohen_kappa_quadratic")}
+        return {"reviewers": list(self.reviewers), "n": self.n, **self.kappa.to_json("cohen_kappa")}
 
 
 def reviewer_pairs(data: pd.DataFrame) -> list[PairAgreement]:
@@ -189,12 +187,11 @@ def reviewer_pairs(data: pd.DataFrame) -> list[PairAgreement]:
             continue
         first, second = matrix[i, both].astype(int), matrix[j, both].astype(int)
         pairs.append(PairAgreement(
-            reviewers=(names.iloc[i], names.iloc[j]), n=n,
-            kappa=_cohen_kappa(first, second, None), kappa_quadratic=_cohen_kappa(first, second, "quadratic")))
+            reviewers=(names.iloc[i], names.iloc[j]), n=n, kappa=_cohen_kappa(first, second)))
     return pairs
 
 
-def _cohen_kappa(first: np.ndarray, second: np.ndarray, weights: str | None) -> Figure:
+def _cohen_kappa(first: np.ndarray, second: np.ndarray) -> Figure:
     from sklearn.metrics import cohen_kappa_score
 
     if len(set(first.tolist()) | set(second.tolist())) == 1:
@@ -202,7 +199,7 @@ def _cohen_kappa(first: np.ndarray, second: np.ndarray, weights: str | None) -> 
                          "no variation, kappa is undefined")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        kappa = cohen_kappa_score(first, second, labels=list(range(len(VERDICTS))), weights=weights)
+        kappa = cohen_kappa_score(first, second, labels=list(range(len(VERDICTS))))
     if not math.isfinite(kappa):
         return undefined("kappa is undefined on these verdicts (chance agreement is 1)")
     return Figure(float(kappa))
@@ -228,7 +225,7 @@ def category_agreement(data: pd.DataFrame, keys: Sequence[str]) -> dict[str, dic
 
 # ------------------------------------------------------------------------------- shares + bootstrap
 def _rng(settings: StatsSettings, label: str) -> np.random.Generator:
-    """One stream per label (model name), so adding a model does not move another's interval."""
+    """One stream per purpose (shares, preferences), so one cannot shift the other's draws."""
     return np.random.default_rng([settings.seed, zlib.crc32(label.encode("utf-8"))])
 
 
@@ -240,52 +237,65 @@ def bootstrap_item_weights(n_items: int, settings: StatsSettings, label: str) ->
         size = min(settings.chunk, remaining)
         draws = rng.integers(0, n_items, size=(size, n_items))
         offsets = (np.arange(size) * n_items)[:, None]
-        yield np.bincount((draws + offsets).ravel(), minlength=size * n_items).reshape(size, n_items)
+        counts = np.bincount((draws + offsets).ravel(), minlength=size * n_items)
+        yield counts.reshape(size, n_items).astype(np.float64)  # float: the products below use BLAS
         remaining -= size
 
 
 def _interval(replicates: np.ndarray, settings: StatsSettings) -> np.ndarray:
-    """Percentile interval per column: shape (2, columns)."""
+    """Percentile interval along the first axis: shape (2, *rest)."""
     tail = (1 - settings.confidence) / 2
-    return np.nanquantile(replicates, [tail, 1 - tail], axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN column: a model absent from every draw
+        return np.nanquantile(replicates, [tail, 1 - tail], axis=0)
 
 
 def ratio_bootstrap(numerators: np.ndarray, denominators: np.ndarray, settings: StatsSettings,
                     label: str) -> tuple[np.ndarray, np.ndarray]:
-    """Point estimates and intervals of sum(numerator)/sum(denominator) with items resampled.
-
-    `numerators` is items x figures, `denominators` items; returns (estimates, (2, figures))."""
-    estimate = numerators.sum(axis=0) / denominators.sum()
+    """Point estimates and intervals of sum(numerators) / sum(denominators) over items, with
+    items resampled: numerators are (items, groups, figures), denominators (items, groups);
+    returns estimates (groups, figures) and intervals (2, groups, figures)."""
+    items, groups, figures = numerators.shape
+    flat = numerators.reshape(items, groups * figures)
+    estimate = numerators.sum(axis=0) / denominators.sum(axis=0)[:, None]
     replicates = []
-    for weights in bootstrap_item_weights(len(denominators), settings, label):
-        totals = weights @ denominators
+    for weights in bootstrap_item_weights(items, settings, label):
+        totals = (weights @ denominators)[:, :, None]
         with np.errstate(invalid="ignore", divide="ignore"):
-            replicates.append((weights @ numerators) / totals[:, None])
-    return estimate, _interval(np.vstack(replicates), settings)
+            replicates.append((weights @ flat).reshape(-1, groups, figures) / totals)
+    return estimate, _interval(np.concatenate(replicates), settings)
 
 
 def model_shares(data: pd.DataFrame, keys: Sequence[str], settings: StatsSettings) -> dict[str, dict]:
     """Per model: the share of reviews with each verdict, each category and 'clinically
-    significant', with bootstrap intervals over items."""
-    result = {}
+    significant', with bootstrap intervals. Images are resampled once for all models (a paired
+    bootstrap: every model's interval comes from the same resampled images)."""
+    if data.empty:
+        return {}
     flag_columns = [(key, category_column(key)) for key in keys]
     if SIGNIFICANT_COLUMN in data.columns:
         flag_columns.append((SIGNIFICANT_COLUMN, SIGNIFICANT_COLUMN))
-    for model, rows in data.groupby("model", sort=True):
-        indicators = [np.eye(len(VERDICTS), dtype=np.int64)[rows["verdict_code"].to_numpy()]]
-        indicators += [_flags(rows, column)[:, None] for _, column in flag_columns]
-        per_review = np.hstack(indicators).astype(float)
-        items, item_index = np.unique(rows["item"].to_numpy(), return_inverse=True)
-        numerators = np.zeros((len(items), per_review.shape[1]))
-        np.add.at(numerators, item_index, per_review)
-        denominators = np.bincount(item_index, minlength=len(items)).astype(float)
-        estimate, interval = ratio_bootstrap(numerators, denominators, settings, str(model))
-        names = [*VERDICTS, *(name for name, _ in flag_columns)]
-        shares = {name: {"count": int(per_review[:, k].sum()), "share": float(estimate[k]),
-                         "ci": [float(interval[0, k]), float(interval[1, k])]}
+    names = [*VERDICTS, *(name for name, _ in flag_columns)]
+    indicators = [np.eye(len(VERDICTS))[data["verdict_code"].to_numpy()]]
+    indicators += [_flags(data, column)[:, None].astype(float) for _, column in flag_columns]
+    per_review = np.hstack(indicators)
+    models, model_index = np.unique(data["model"].to_numpy(), return_inverse=True)
+    item_index = data["item"].to_numpy()
+    n_items, n_models, n_figures = int(item_index.max()) + 1, len(models), len(names)
+    cells = (item_index * n_models + model_index)[:, None] * n_figures + np.arange(n_figures)
+    numerators = np.bincount(cells.ravel(), weights=per_review.ravel(),
+                             minlength=n_items * n_models * n_figures).reshape(n_items, n_models, n_figures)
+    denominators = np.bincount(item_index * n_models + model_index,
+                               minlength=n_items * n_models).reshape(n_items, n_models).astype(float)
+    estimate, interval = ratio_bootstrap(numerators, denominators, settings, "shares")
+    counts = numerators.sum(axis=0)
+    result = {}
+    for g, model in enumerate(models):
+        shares = {name: {"count": int(round(counts[g, k])), "share": float(estimate[g, k]),
+                         "ci": [float(interval[0, g, k]), float(interval[1, g, k])]}
                   for k, name in enumerate(names)}
         result[str(model)] = {
-            "reviews": int(len(rows)), "items": int(len(items)),
+            "reviews": int(denominators[:, g].sum()), "items": int((denominators[:, g] > 0).sum()),
             "verdicts": {v: shares[v] for v in VERDICTS},
             "categories": {key: shares[key] for key in keys},
             **({SIGNIFICANT_COLUMN: shares[SIGNIFICANT_COLUMN]} if SIGNIFICANT_COLUMN in shares else {}),
@@ -510,9 +520,9 @@ def stats_tables(stats: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
             columns=["scope", "alpha", "units", "note"]),
         "Reviewer pairs (Cohen's kappa)": pd.DataFrame(
             [{"reviewer_a": p["reviewers"][0], "reviewer_b": p["reviewers"][1], "n": p["n"],
-              "kappa": p["cohen_kappa"], "kappa_quadratic": p["cohen_kappa_quadratic"],
-              "note": p.get("cohen_kappa_undefined", "")} for p in stats["pairs"]],
-            columns=["reviewer_a", "reviewer_b", "n", "kappa", "kappa_quadratic", "note"]),
+              "kappa": p["cohen_kappa"], "note": p.get("cohen_kappa_undefined", "")}
+             for p in stats["pairs"]],
+            columns=["reviewer_a", "reviewer_b", "n", "kappa", "note"]),
         "Error categories (reviewers agree)": pd.DataFrame(
             [{"category": key, "agreement_share": e["agreement_share"], "units": e["units"],
               "note": e.get("agreement_share_undefined", "")} for key, e in stats["categories"].items()],
