@@ -8,6 +8,7 @@ from pathlib import Path
 
 import krippendorff
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.stats import kendalltau
 from sklearn.metrics import cohen_kappa_score
@@ -206,6 +207,14 @@ def test_tables_show_every_section(stats: dict) -> None:
     assert (x, y, colour) == ("model", "share", "figure")
     assert len(verdicts) == 2 * len(VERDICTS) and set(verdicts["figure"]) == set(VERDICTS)
     assert list(plots["Agreement (alpha)"][0]["scope"]) == ["all models", "blip", "qwen"]
+
+
+def test_a_review_listed_twice_is_refused_not_counted_twice(tmp_path: Path) -> None:
+    store = filled_store(tmp_path / "r.sqlite", table_reviews())
+    frame = reviews_frame(store.iter_reviews(), store.categories)
+    doubled = pd.concat([frame, frame.iloc[:1].assign(reviewer=" ann ")])
+    with pytest.raises(ValueError, match="appear twice"):
+        review_stats(doubled, (), FAST)
 
 
 def test_no_reviews_give_undefined_figures_not_an_error() -> None:

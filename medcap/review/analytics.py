@@ -107,6 +107,11 @@ def prepare(frame: pd.DataFrame) -> pd.DataFrame:
         raise ValueError(f"unknown verdict(s) {unknown}; expected one of {list(VERDICTS)}")
     data["verdict_code"] = codes.astype(np.int64)
     data["reviewer_key"] = data["reviewer"].map(reviewer_key)
+    repeated = data.duplicated([*CAPTION_COLUMNS, "reviewer_key"])
+    if repeated.any():
+        first = data.loc[repeated, [*CAPTION_COLUMNS, "reviewer"]].iloc[0].tolist()
+        raise ValueError(f"{int(repeated.sum())} review(s) appear twice (e.g. {first}); "
+                         "each reviewer has one review per caption")
     data = data.sort_values([*CAPTION_COLUMNS, "reviewer_key"], kind="stable").reset_index(drop=True)
     data["caption"] = _group_codes(data, list(CAPTION_COLUMNS))
     data["item"] = _group_codes(data, list(ITEM_COLUMNS))
