@@ -187,3 +187,11 @@ def test_parquet_export_holds_the_csv_export_values_unescaped(source, tmp_path) 
     assert parquet["note"].str.startswith("=").any()  # no spreadsheet escaping in Parquet
     assert table["note"].str.startswith("'=").any()
     assert main(["reviews", "export", "--db", str(source.path), "--out", str(tmp_path / "r.xlsx")]) == 2
+
+
+@pytest.mark.parametrize("text", ["=1+1", "'=1+1", "' =cmd", "'quoted", "''", "\u200b@x", "-2",
+                                  "plain", "", "\ufeff+x", "a'=b"])
+def test_restore_cell_undoes_the_export_escaping_exactly(text: str) -> None:
+    from medcap.review.export import neutralize_cell, restore_cell
+
+    assert restore_cell(neutralize_cell(text)) == text
