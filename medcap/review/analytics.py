@@ -14,6 +14,18 @@ Reference packages do the statistics: `krippendorff` (alpha), scikit-learn (Cohe
 scipy (Kendall's tau-b). A figure that is undefined on the data (alpha when every verdict is the
 same, kappa of two constant reviewers, anything with too few ratings) is None with a reason, never
 0 or NaN. Verdicts are ordinal codes 0..3 in `VERDICTS` order (correct = 0, unusable = 3).
+
+stats.json (`review_stats`; an undefined figure X is null with "X_undefined": reason beside it):
+  schema, settings {bootstrap, seed, confidence, bradley_terry_prior}, verdict_scale
+  overall   {krippendorff_alpha_ordinal, units, reviews, captions, items, reviewers}
+  models    {<model>: {krippendorff_alpha_ordinal, units, reviews, items,
+             verdicts {<verdict>: {count, share, ci: [low, high]}},
+             categories {<key>: {count, share, ci}}, clinically_significant {count, share, ci}}}
+  pairs     [{reviewers: [a, b], n, cohen_kappa}]   (pairs with at least one shared caption)
+  categories {<key>: {agreement_share, units}}     (captions with two or more reviews)
+  ranking   [{rank, model, share_correct, ci}]      (by share 'correct', then fewest 'unusable')
+  preferences {comparisons, both_wrong, models: [{model, rank, strength, ci, wins, losses}]}
+  metrics   {<score>: {kendall_tau_b, p_value, ci, n}}
 """
 
 from __future__ import annotations
