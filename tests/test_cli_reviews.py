@@ -125,6 +125,11 @@ def test_a_row_older_than_the_stored_review_is_reported_not_applied(tmp_path, ca
     assert [r.verdict for r in ReviewStore(other).history(key)] == [current.verdict, new_verdict]
 
 
+def snapshot(store: ReviewStore) -> list:
+    """Every review (drafts too) with its whole history and every preference."""
+    return [(r, store.history(r.key)) for r in store.all_reviews(include_drafts=True)] + store.preferences()
+
+
 def _rewrite(path: Path, old: str, new: str) -> Path:
     text = path.read_text(encoding="utf-8-sig").replace(old, new, 1)
     path.write_text(text, encoding="utf-8-sig")
@@ -140,6 +145,7 @@ def _rewrite(path: Path, old: str, new: str) -> Path:
     (lambda p: p.write_bytes(p.read_text(encoding="utf-8-sig").encode("utf-8-sig")
                              + "r\u00e9sum\u00e9".encode("latin-1")), "is not UTF-8"),
     (lambda p: _rewrite(p, "2026-03-01T", "01/03/2026 "), "reviewed_at"),
+    (lambda p: _rewrite(p, "img-5", "img\x07-5"), "control character"),  # the store's own rule
 ])
 def test_a_bad_file_is_refused_with_a_clear_message_and_changes_nothing(
         source, tmp_path, capsys, damage, message) -> None:
@@ -148,12 +154,19 @@ def test_a_bad_file_is_refused_with_a_clear_message_and_changes_nothing(
     damage(bad)
     target = tmp_path / "target.sqlite"
     filled_store(target, [review("roco:test", "img-9", "blip", "Zoe", VERDICTS[0])])
-    before = target.read_bytes()
+    before = snapshot(ReviewStore(target))
     assert main(["reviews", "import", str(good), str(bad), "--db", str(target)]) == 2
     err = capsys.readouterr().err
     assert message in err and "bad.csv" in err and "Nothing was imported" in err
-    assert target.read_bytes() == before
-    assert ReviewStore(target).count() == 1
+    assert snapshot(ReviewStore(target)) == before and len(before) == 1
+
+
+def test_a_bad_file_does_not_leave_a_new_empty_store_behind(source, tmp_path, capsys) -> None:
+    bad = _rewrite(export(source, tmp_path / "bad.csv"), "img-5", "img\x07-5")
+    target = tmp_path / "new.sqlite"
+    assert main(["reviews", "import", str(bad), "--db", str(target)]) == 2
+    assert "control character" in capsys.readouterr().err
+    assert not target.exists() and list(tmp_path.glob("new.sqlite*")) == []
 
 
 def test_stats_prints_tables_and_writes_the_documented_keys(source, tmp_path, capsys) -> None:

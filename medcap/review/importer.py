@@ -26,14 +26,11 @@ from medcap.review.categories import SIGNIFICANT_COLUMN, ErrorCategory, category
 from medcap.review.export import export_columns, restore_cell
 from medcap.review.records import (
     VERDICTS, Review, ReviewConflict, ReviewContext, ReviewInput, ReviewKey, ReviewLimits,
-    ReviewRevision,
+    ReviewRevision, ReviewValidationError,
 )
-from medcap.review.store import ReviewStore, normalize_reviewer, reviewer_key
+from medcap.review.store import ReviewStore, reviewer_key
 
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-TEXT_LIMITS = (("reviewer", "max_reviewer_chars"), ("corrected_caption", "max_caption_chars"),
-               ("note", "max_note_chars"), ("dataset", "max_key_chars"),
-               ("image_id", "max_key_chars"), ("model", "max_key_chars"))
 
 
 class ImportFileError(ValueError):
@@ -62,9 +59,10 @@ class ImportReport:
 
 
 # ------------------------------------------------------------------------------- reading
-def read_export_file(path: str | Path, categories: Sequence[ErrorCategory],
-                     limits: ReviewLimits = ReviewLimits()) -> list[ImportedReview]:
-    """Every row of one export file, checked; raises ImportFileError on the first problem."""
+def read_export_file(path: str | Path, categories: Sequence[ErrorCategory]) -> list[ImportedReview]:
+    """Every row of one export file, checked against the export format (the store's own rules
+    on names and lengths are checked by `import_files`); raises ImportFileError on the first
+    problem."""
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
@@ -89,7 +87,7 @@ def read_export_file(path: str | Path, categories: Sequence[ErrorCategory],
         origin = f"{path.name} line {number}"
         if len(cells) != len(header):
             raise ImportFileError(f"{origin}: has {len(cells)} cells for {len(header)} columns.")
-        item = _parse_row(origin, dict(zip(header, cells)), columns, limits)
+        item = _parse_row(origin, dict(zip(header, cells)), columns)
         identity = _identity(item.request.key)
         if identity in seen:
             raise ImportFileError(f"{origin}: repeats the review on {seen[identity]} (same dataset, "
@@ -131,8 +129,7 @@ def _check_header(path: Path, header: list[str], categories: Sequence[ErrorCateg
                     significant=SIGNIFICANT_COLUMN in header)
 
 
-def _parse_row(origin: str, row: dict[str, str], columns: _Columns, limits: ReviewLimits
-               ) -> ImportedReview:
+def _parse_row(origin: str, row: dict[str, str], columns: _Columns) -> ImportedReview:
     text = {name: restore_cell(value).strip() for name, value in row.items()}
     verdict = text["verdict"]
     if verdict not in VERDICTS:
@@ -141,10 +138,6 @@ def _parse_row(origin: str, row: dict[str, str], columns: _Columns, limits: Revi
     for name in ("dataset", "image_id", "model", "reviewer"):
         if not text[name]:
             raise ImportFileError(f"{origin}: the {name} cell is empty.")
-    for name, limit_name in TEXT_LIMITS:
-        limit = getattr(limits, limit_name, None)
-        if limit is not None and len(normalize_reviewer(text[name]) if name == "reviewer" else text[name]) > limit:
-            raise ImportFileError(f"{origin}: {name} is longer than {limit} characters.")
     reviewed_at = _timestamp(origin, text["reviewed_at"])
     ticked = tuple(key for key, column in columns.categories if _flag(origin, column, text[column]))
     significant = columns.significant and _flag(origin, SIGNIFICANT_COLUMN, text[SIGNIFICANT_COLUMN])
@@ -219,12 +212,20 @@ def _already_saved(store: ReviewStore, stored: Review, item: ImportedReview) -> 
                for revision in store.history(item.request.key))
 
 
-def merge_reviews(db_path: str | Path, reviews: Sequence[ImportedReview],
-                  categories: Sequence[ErrorCategory]) -> ImportReport:
-    """Apply checked rows to the store at `db_path`, oldest first (so of two files holding the
-    same review, the later version wins whatever the order of the files)."""
-    clock = _RowClock()
-    store = ReviewStore(db_path, clock=clock, categories=categories)
+def check_with_store(store: ReviewStore, reviews: Sequence[ImportedReview]) -> None:
+    """The store's own save rules (name, id and text bounds, printable keys, known categories)
+    on every row, before anything is written."""
+    for item in reviews:
+        try:
+            store._validated(item.request)
+            store._checked_categories(item.request.categories)
+        except ReviewValidationError as exc:
+            raise ImportFileError(f"{item.origin}: {exc}") from None
+
+
+def merge_reviews(store: ReviewStore, clock: _RowClock, reviews: Sequence[ImportedReview]) -> ImportReport:
+    """Apply checked rows, oldest first (so of two files holding the same review, the later
+    version wins whatever the order of the files); `clock` must be the store's clock."""
     report = ImportReport()
     for item in sorted(reviews, key=lambda r: (r.reviewed_at, _identity(r.request.key))):
         request = item.request
@@ -258,6 +259,18 @@ def merge_reviews(db_path: str | Path, reviews: Sequence[ImportedReview],
 
 def import_files(db_path: str | Path, paths: Sequence[str | Path],
                  categories: Sequence[ErrorCategory], limits: ReviewLimits = ReviewLimits()) -> ImportReport:
-    """Read and check every file, then merge them all; a bad file stops before any write."""
-    rows = [row for path in paths for row in read_export_file(path, categories, limits)]
-    return merge_reviews(db_path, rows, categories)
+    """Read and check every file, then merge them all; a bad file stops before any write (and
+    a store file the import had to create is removed again)."""
+    rows = [row for path in paths for row in read_export_file(path, categories)]
+    db_path = Path(db_path)
+    existed = db_path.exists()
+    clock = _RowClock()
+    store = ReviewStore(db_path, clock=clock, categories=categories, limits=limits)
+    try:
+        check_with_store(store, rows)
+    except ImportFileError:
+        if not existed:
+            for leftover in (db_path, *(db_path.with_name(db_path.name + s) for s in ("-wal", "-shm"))):
+                leftover.unlink(missing_ok=True)
+        raise
+    return merge_reviews(store, clock, rows)
