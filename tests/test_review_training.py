@@ -82,3 +82,15 @@ def test_training_export_refuses_a_folder_in_use(tmp_path: Path, capsys) -> None
     assert main(["reviews", "export", "--db", str(store.path), "--training", str(tmp_path / "busy")]) == 2
     assert "not empty" in capsys.readouterr().err
     assert [p.name for p in (tmp_path / "busy").iterdir()] == ["keep.txt"]
+
+
+def test_items_whose_source_cannot_be_read_are_listed_and_nothing_is_claimed(tmp_path: Path, capsys) -> None:
+    store = filled_store(tmp_path / "r.sqlite", [review("gone:all", "i1", "m", "Ann", CORRECT)])
+    out = tmp_path / "out"
+    assert main(["reviews", "export", "--db", str(store.path), "--training", str(out),
+                 "--images", f"gone:all={tmp_path / 'missing'}"]) == 2
+    err = capsys.readouterr().err
+    assert "skipped gone/i1" not in err and "skipped gone:all/i1: image source" in err
+    assert "nothing to train on" in err
+    with open(out / "skipped.csv", newline="", encoding="utf-8") as handle:
+        assert [r["image_id"] for r in csv.DictReader(handle)] == ["i1"]

@@ -187,6 +187,9 @@ def _export_training(store, args) -> int:
         raise CommandError(str(exc)) from exc
     for dataset, image_id, reason in result.skipped:
         print(f"skipped {dataset}/{image_id}: {reason}", file=sys.stderr)
+    if not result.examples:
+        raise CommandError(f"no reviewed item had an image, nothing to train on "
+                           f"(see {args.training / 'skipped.csv'})")
     print(result.summary())
     if "validation" not in result.images:
         print("note: no validation images; train with --eval-split none (a held-out share).")

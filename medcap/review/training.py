@@ -93,17 +93,20 @@ class ImageFinder:
         if dataset not in self.sources:
             return {}, (f"no image source for dataset '{dataset}' (pass --images "
                         f"'{dataset}=FOLDER_OR_PARQUET')")
-        from medcap.data import iter_records
+        from medcap.data import DataSourceError, iter_records
 
+        source = self.sources[dataset]
         split = dataset.rsplit(":", 1)[1] if ":" in dataset else None
-        records = iter_records(self.sources[dataset], split=None if split == ALL_SPLIT else split)
         found: dict[str, ImageLoader] = {}
-        for record in records:
-            if record.image_id in image_ids:
-                found[record.image_id] = _display_loader(record)
-                if len(found) == len(image_ids):
-                    break
-        return found, f"image not in {self.sources[dataset]}"
+        try:
+            for record in iter_records(source, split=None if split == ALL_SPLIT else split):
+                if record.image_id in image_ids:
+                    found[record.image_id] = _display_loader(record)
+                    if len(found) == len(image_ids):
+                        break
+        except (DataSourceError, OSError) as exc:
+            return {}, f"image source {source} cannot be read: {exc}"
+        return found, f"image not in {source}"
 
     def _upload_loaders(self, image_ids: set[str]) -> dict[str, ImageLoader]:
         found = {}
