@@ -41,8 +41,9 @@ def test_caption_markup_is_escaped() -> None:
 def test_uncertain_tokens_are_shaded_and_escaped() -> None:
     html = shade_tokens([Token("a", 0.95), Token(" <b>mass", 0.1)])
     assert 'title="p = 0.95">a</span>' in html
-    assert "rgba(255,140,0," in html and "&lt;b&gt;mass" in html
-    assert html.count("mc-token") == 1
+    assert "&lt;" in html and "<b>" not in html
+    assert '<span class="mc-token mc-unsure-3 mc-fact-doubt" title="p = 0.10 · finding word' in html
+    assert html.count("mc-token") == 2, "each word of the doubtful token, never the confident one"
 
 
 def test_scores_missing_read_na_never_zero() -> None:

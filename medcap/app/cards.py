@@ -7,7 +7,15 @@ import math
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
-from medcap.app.highlight import highlight_shared, shade_tokens
+from medcap.app.highlight import (
+    CONTRADICTION,
+    FACT_DOUBT,
+    SHARED,
+    UNSURE,
+    Contradicting,
+    HighlightStyle,
+    render_caption,
+)
 
 
 @dataclass(frozen=True)
@@ -36,6 +44,19 @@ CARD_CSS = """
 .mc-card.mc-error { border-color: #c0392b; }
 .mc-card.mc-truth { border-left: 4px solid #2e86c1; }
 mark.mc-shared { background: #c8f7c5; color: inherit; padding: 0 1px; border-radius: 2px; }
+mark.mc-contra { background: #f5b7b1; color: #78281f; padding: 0 1px; border-radius: 2px;
+                 text-decoration: underline wavy #c0392b; font-weight: 600; }
+.mc-token { border-bottom: 3px solid transparent; }
+.mc-unsure-1 { background: rgba(255,140,0,0.18); border-bottom-color: rgba(255,140,0,0.45); }
+.mc-unsure-2 { background: rgba(255,140,0,0.38); border-bottom-color: rgba(255,140,0,0.75); }
+.mc-unsure-3 { background: rgba(255,140,0,0.62); border-bottom-color: rgba(230,100,0,1); }
+.mc-fact-doubt { outline: 2px dashed #c0392b; outline-offset: 1px; border-radius: 2px; }
+.mc-legend { display: flex; gap: 10px; flex-wrap: wrap; font-size: 0.8em; margin: 2px 0 4px 0;
+             color: var(--body-text-color-subdued); }
+.mc-legend span { white-space: nowrap; }
+.mc-facts { font-size: 0.9em; margin: 4px 0; color: #78281f; }
+.mc-suggest { font-size: 0.9em; margin: 4px 0; padding: 4px 8px; border-radius: 4px;
+              background: #fdecea; border: 1px solid #f5b7b1; }
 .mc-scores { display: flex; gap: 10px; flex-wrap: wrap; font-size: 0.85em; margin-top: 6px; }
 .mc-scores span { white-space: nowrap; }
 .mc-disclaimer { border: 1px solid #e0a800; background: #fff8e1; color: #5d4400;
@@ -54,6 +75,8 @@ class CaptionCard:
     error: str = ""
     scores: Mapping[str, float] = field(default_factory=dict)
     shared_words: frozenset[str] = frozenset()
+    reference: str = ""
+    """The ground truth the fact check compares the caption with ('' for none: no check)."""
 
 
 def disclaimer_html() -> str:
@@ -79,35 +102,82 @@ def scores_html(scores: Mapping[str, float], labels: ScoreLabels = SCORE_LABELS)
     return f'<div class="mc-scores">{cells}</div>'
 
 
-def _card_body(card: CaptionCard, *, highlight: bool) -> str:
+def fact_check(caption: str, reference: str) -> tuple[list[Contradicting], str]:
+    """(contradicting character spans with what the reference says, summary line) of a caption;
+    nothing when either text is empty."""
+    if not caption.strip() or not reference.strip():
+        return [], ""
+    from medcap.metrics import compare_facts
+
+    comparison = compare_facts(caption, reference)
+    spans = [Contradicting(span.start, span.end, found.reference)
+             for found in comparison.contradictions for span in found.spans]
+    return spans, comparison.summary
+
+
+LEGEND = (
+    (SHARED, '<mark class="mc-shared">word</mark> shared with the reference'),
+    (CONTRADICTION, '<mark class="mc-contra">word</mark> contradicts the reference (hover: what it says)'),
+    (UNSURE, '<span class="mc-token mc-unsure-1">less</span> <span class="mc-token mc-unsure-2">'
+             'and less</span> <span class="mc-token mc-unsure-3">sure</span> (hover: probability)'),
+    (FACT_DOUBT, '<span class="mc-token mc-fact-doubt">fact word</span> side, modality, anatomy, '
+                 'finding or negation the model was not sure of'),
+)
+
+
+def legend_html(marks: frozenset[str]) -> str:
+    """A key for the marks a caption shows (only those), so colours are never guesswork."""
+    items = "".join(f"<span>{text}</span>" for mark, text in LEGEND if mark in marks)
+    return f'<div class="mc-legend" aria-label="legend">{items}</div>' if items else ""
+
+
+def contradictions_html(summary: str) -> str:
+    if not summary:
+        return ""
+    return (f'<div class="mc-facts" role="note"><strong>Contradicts the reference</strong> — '
+            f"{html.escape(summary)}</div>")
+
+
+def suggestion_html(labels: Sequence[str]) -> str:
+    """The fact check's suggested error categories; the reviewer confirms them in the form."""
+    if not labels:
+        return ""
+    return (f'<div class="mc-suggest" role="note"><strong>Fact check suggests:</strong> '
+            f"{html.escape(', '.join(labels))} — confirm below</div>")
+
+
+def _card_body(card: CaptionCard, *, highlight: bool, style: HighlightStyle) -> str:
     if card.error:
         return f'<div class="mc-caption">⚠ {html.escape(card.error)}</div>'
     if not card.caption and not card.tokens:
         return '<div class="mc-caption mc-meta">No caption yet — use “Generate missing captions”.</div>'
-    if highlight:
-        text = highlight_shared(card.caption, card.shared_words)
-    elif card.tokens:
-        text = shade_tokens(card.tokens)
-    else:
-        text = html.escape(card.caption)
-    return f'<div class="mc-caption">{text}</div>'
+    text = card.caption or "".join(str(getattr(t, "text", "")) for t in card.tokens)
+    contradicting, summary = fact_check(text, card.reference)
+    rendered = render_caption(text, tokens=card.tokens,
+                              shared=card.shared_words if highlight else (),
+                              contradictions=contradicting, style=style)
+    return (f'<div class="mc-caption">{rendered.html}</div>{legend_html(rendered.marks)}'
+            f"{contradictions_html(summary)}")
 
 
-def caption_card_html(card: CaptionCard, *, highlight: bool = False, show_scores: bool = False) -> str:
-    """One card: model name, caption (shaded tokens or shared-word marks), time, scores."""
+def caption_card_html(card: CaptionCard, *, highlight: bool = False, show_scores: bool = False,
+                      style: HighlightStyle = HighlightStyle()) -> str:
+    """One card: model name, caption (shared words, contradicting words and, where the model
+    gave token probabilities, its doubts marked), legend, contradictions, time, scores."""
     classes = "mc-card mc-error" if card.error else "mc-card"
     meta = f'<div class="mc-meta">{card.seconds:.2f} s</div>' if card.seconds is not None else ""
     scores = scores_html(card.scores) if show_scores and not card.error else ""
     return (f'<div class="{classes}" data-model="{html.escape(card.model, quote=True)}">'
-            f"<h4>{html.escape(card.model)}</h4>{_card_body(card, highlight=highlight)}"
+            f"<h4>{html.escape(card.model)}</h4>{_card_body(card, highlight=highlight, style=style)}"
             f"{meta}{scores}</div>")
 
 
-def caption_row_html(cards: Sequence[CaptionCard]) -> str:
+def caption_row_html(cards: Sequence[CaptionCard], style: HighlightStyle = HighlightStyle()) -> str:
     """Caption-tab result: the selected models' cards side by side."""
     if not cards:
         return '<div class="mc-meta">Choose at least one model.</div>'
-    return '<div class="mc-cards">' + "".join(caption_card_html(c) for c in cards) + "</div>"
+    return ('<div class="mc-cards">' + "".join(caption_card_html(c, style=style) for c in cards)
+            + "</div>")
 
 
 def ground_truth_html(image_id: str, caption: str, modality: str = "") -> str:

@@ -7,7 +7,9 @@ knobs only the app needs, read from the same `MEDCAP_*` environment:
 - ``MEDCAP_EVALUATION``: a per-image CSV from ``python -m medcap evaluate`` (Evaluation tab;
   without it the app scores the results CSV itself on first use);
 - ``MEDCAP_SAMPLE``: how many dataset rows the Compare tab loads (default 200);
-- ``MEDCAP_DATASET_LABEL``: the name reviews are filed under (default: data source + split).
+- ``MEDCAP_DATASET_LABEL``: the name reviews are filed under (default: data source + split);
+- ``MEDCAP_FACT_SHADE_BELOW``: fact words (side, modality, anatomy, finding, negation) whose
+  token probability is below this are always marked in the caption cards (default 0.9).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 from typing import Mapping
 
 from medcap.app.examples import bundled_examples
+from medcap.app.highlight import HighlightStyle
 
 
 @dataclass
@@ -32,6 +35,12 @@ class AppOptions:
     histogram_bins: int = 20
     export_dir: Path | None = None
     examples: list[Path] = field(default_factory=bundled_examples)
+    fact_shade_below: float = 0.9
+
+    @property
+    def highlight_style(self) -> HighlightStyle:
+        """How the caption cards mark words (shading levels, the fact-word level)."""
+        return HighlightStyle(fact_shade_below=self.fact_shade_below)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppOptions":
@@ -49,4 +58,17 @@ class AppOptions:
                                  f"{env['MEDCAP_SAMPLE']!r}.") from None
         if env.get("MEDCAP_DATASET_LABEL"):
             options.dataset_label = env["MEDCAP_DATASET_LABEL"]
+        if env.get("MEDCAP_FACT_SHADE_BELOW"):
+            options.fact_shade_below = _probability("MEDCAP_FACT_SHADE_BELOW",
+                                                    env["MEDCAP_FACT_SHADE_BELOW"])
         return options
+
+
+def _probability(name: str, text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{name} must be a probability between 0 and 1, not {text!r}.")
+    return value

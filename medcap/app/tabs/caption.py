@@ -55,8 +55,10 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                 preview = gr.Image(label="Image", type="pil", interactive=False, height=320)
                 metadata = gr.HTML(label="Metadata")
                 cards = gr.HTML(elem_id="caption-cards")
-                gr.Markdown("Orange shading marks words the model was unsure of "
-                            "(hover for the probability).")
+                gr.Markdown("Orange shading marks words the model was unsure of, darker for "
+                            "less sure; a dashed outline marks a side, modality, anatomy, "
+                            "finding or negation word it was not sure of (hover for the "
+                            "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
         if studio.pool.problems:
             gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
