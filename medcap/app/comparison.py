@@ -28,6 +28,8 @@ class ComparisonItem:
     captions: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
+    tokens: dict[str, tuple] = field(default_factory=dict)
+    """Token probabilities of captions generated in the app (a results CSV has none)."""
     record: Any = None  # a medcap.data.Record (has .load()) or None when only the CSV knows it
 
 
@@ -85,10 +87,12 @@ class ComparisonSet:
             ids = [i for i in ids if i != avoid]
         return (rng or random).choice(ids) if ids else None
 
-    def add_caption(self, image_id: str, model: str, caption: str, seconds: float | None) -> None:
+    def add_caption(self, image_id: str, model: str, caption: str, seconds: float | None,
+                    tokens: tuple = ()) -> None:
         with self._lock:
             item = self._items[image_id]
             item.captions[model] = caption
+            item.tokens[model] = tuple(tokens)
             item.errors.pop(model, None)
             if seconds is not None:
                 item.seconds[model] = seconds

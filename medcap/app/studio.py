@@ -20,6 +20,7 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.comparison import ComparisonSet, build_comparison_set, read_results_csv
+from medcap.app.highlight import HighlightStyle
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
@@ -51,6 +52,7 @@ class UploadResult:
     metadata: dict[str, str]
     cards: list[CaptionCard]
     source_format: str
+    style: HighlightStyle = field(default_factory=HighlightStyle)
 
 
 @dataclass
@@ -62,6 +64,8 @@ class ReviewSlot:
     review: Review | None
     others: list[tuple[str, str]] = field(default_factory=list)
     history: list[ReviewRevision] = field(default_factory=list)
+    suggested_categories: tuple[str, ...] = ()
+    """Error category keys the fact check suggests (contradictions with the ground truth)."""
 
 
 @dataclass
@@ -72,6 +76,8 @@ class ItemView:
     ground_truth: str
     modality: str
     slots: list[ReviewSlot]
+    category_labels: dict[str, str] = field(default_factory=dict)
+    style: HighlightStyle = field(default_factory=HighlightStyle)
 
 
 def _load_upload(path: str | Path) -> tuple[Image.Image, Image.Image, dict[str, str], str]:
@@ -152,7 +158,8 @@ class Studio:
             raise UploadError("Choose at least one model.")
         image, display, metadata, source_format = _load_upload(path)
         cards = self.pool.caption_cards(list(labels), image, prompt, progress)
-        return UploadResult(display, metadata, cards, source_format)
+        return UploadResult(display, metadata, cards, source_format,
+                            style=self.options.highlight_style)
 
     # -- comparison ----------------------------------------------------------------------------
 
@@ -221,13 +228,26 @@ class Studio:
                 error=item.errors.get(model, ""),
                 scores=self.scores.scores(item.image_id, model) if caption else {},
                 shared_words=frozenset(shared_words(caption, item.ground_truth)) if caption else frozenset(),
+                tokens=item.tokens.get(model, ()), reference=item.ground_truth,
             )
             mine = self.store.get(ReviewKey(self.dataset, item.image_id, model, reviewer))
             others = [(r.key.reviewer, r.summary()) for r in reviews
                       if r.key.model == model and (mine is None or r.key != mine.key)]
             history = self.store.history(mine.key) if mine and mine.version > 1 else []
-            slots.append(ReviewSlot(model, card, mine, others, history))
-        return ItemView(item.image_id, image, note, item.ground_truth, item.modality, slots)
+            slots.append(ReviewSlot(model, card, mine, others, history, suggested_categories=(
+                self.suggested_categories(caption, item.ground_truth))))
+        return ItemView(item.image_id, image, note, item.ground_truth, item.modality, slots,
+                        category_labels={c.key: c.label for c in self.store.categories},
+                        style=self.options.highlight_style)
+
+    def suggested_categories(self, caption: str, ground_truth: str) -> tuple[str, ...]:
+        """The configured error categories the fact check suggests for a caption (to confirm)."""
+        if not caption.strip() or not ground_truth.strip():
+            return ()
+        from medcap.metrics import suggested_categories
+
+        known = {c.key for c in self.store.categories}
+        return tuple(k for k in suggested_categories(caption, ground_truth) if k in known)
 
     def generate_missing(self, image_id: str, progress: Progress | None = None) -> str:
         """Caption the item with every configured model that has no caption for it yet."""
@@ -246,7 +266,8 @@ class Studio:
             if card.error:
                 failed.append(f"{card.model}: {card.error}")
                 continue
-            self.comparison.add_caption(item.image_id, card.model, card.caption, card.seconds)
+            self.comparison.add_caption(item.image_id, card.model, card.caption, card.seconds,
+                                        card.tokens)
             self.scores.invalidate(card.model)
             done.append(card.model)
         with self._lock:

@@ -18,7 +18,9 @@ from medcap.app.cards import (
     history_html,
     metadata_html,
     other_reviews_html,
+    suggestion_html,
 )
+from medcap.app.highlight import HighlightStyle
 from medcap.app.studio import ItemView, ReviewSlot, UploadResult
 from medcap.app.table import TablePage
 from medcap.review import Review, ReviewConflict, ReviewError, SaveOutcome
@@ -34,6 +36,9 @@ class SlotValues:
     note: str
     version: int
     status: str
+    suggested_categories: tuple[str, ...] = ()
+    """Error category keys the fact check suggests; the form pre-ticks them when the reviewer
+    has no saved review of this caption (a saved review's own categories win)."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,8 @@ def upload_values(result: UploadResult) -> tuple[Any, str, str, list[dict[str, A
     metadata = dict(result.metadata)
     if result.source_format:
         metadata = {"Format": result.source_format, **metadata}
-    return result.preview, metadata_html(metadata), caption_row_html(result.cards), captions
+    return (result.preview, metadata_html(metadata), caption_row_html(result.cards, result.style),
+            captions)
 
 
 def _review_status(review: Review | None) -> str:
@@ -63,16 +69,21 @@ def _review_status(review: Review | None) -> str:
     return f"{kind}, version {review.version}, {review.updated_at}."
 
 
-def slot_values(slot: ReviewSlot) -> SlotValues:
+def slot_values(slot: ReviewSlot, labels: dict[str, str] | None = None,
+                style: HighlightStyle = HighlightStyle()) -> SlotValues:
+    """One review column's values; `labels` names the suggested categories (key -> label)."""
     review = slot.review
-    card = caption_card_html(slot.card, highlight=True, show_scores=True)
+    card = caption_card_html(slot.card, highlight=True, show_scores=True, style=style)
+    suggestion = suggestion_html([(labels or {}).get(k, k) for k in slot.suggested_categories])
     return SlotValues(
-        card_html=card + other_reviews_html(slot.others) + history_html(slot.history),
+        card_html=(card + suggestion + other_reviews_html(slot.others)
+                   + history_html(slot.history)),
         verdict=review.verdict if review else None,
         corrected_caption=review.corrected_caption if review else "",
         note=review.note if review else "",
         version=review.version if review else 0,
         status=_review_status(review),
+        suggested_categories=tuple(slot.suggested_categories),
     )
 
 
@@ -82,7 +93,8 @@ def item_values(view: ItemView) -> ItemValues:
     if view.image_note:
         truth += f'<div class="mc-meta">{html.escape(view.image_note)}</div>'
     return ItemValues(view.image_id, view.image, truth,
-                      tuple(slot_values(slot) for slot in view.slots))
+                      tuple(slot_values(slot, view.category_labels, view.style)
+                            for slot in view.slots))
 
 
 def save_values(result: SaveOutcome | ReviewError, base_version: int) -> tuple[int, str]:
