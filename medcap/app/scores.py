@@ -20,6 +20,12 @@ import pandas as pd
 from medcap.app.comparison import ComparisonSet
 
 CARD_METRICS: tuple[str, ...] = ("bleu4", "meteor", "rouge_l", "cider_d")
+#: Text columns of a `medcap evaluate` CSV: never metrics, even when pandas reads them as numbers
+#: (a `fact_contradictions` column that is empty in every row reads as all-NaN floats).
+TEXT_COLUMNS: tuple[str, ...] = (
+    "image_id", "model", "modality", "generated_caption", "original_caption", "split",
+    "timestamp", "error", "model_source", "processing_time_sec", "fact_contradictions",
+)
 
 
 @dataclass(frozen=True)
@@ -39,9 +45,14 @@ def shared_words(candidate: str, reference: str) -> set[str]:
 
 
 def score_model(captions: list[str], references: list[str], image_ids: list[str],
-                metrics: tuple[str, ...] = CARD_METRICS) -> ModelScores:
-    """Score one model's corpus; metrics that cannot run come back in `unavailable`."""
-    from medcap.metrics import score_captions
+                metrics: tuple[str, ...] | None = None) -> ModelScores:
+    """Score one model's corpus; metrics that cannot run come back in `unavailable`. By default
+    the card metrics plus the fact check (fact F1 and friends, `fact_contradictions` as text and
+    the 0/1 `contradicts_*` columns the table filters on)."""
+    from medcap.metrics import FACT_METRICS, score_captions
+
+    if metrics is None:
+        metrics = CARD_METRICS + FACT_METRICS
 
     table = score_captions(captions, references, metrics=list(metrics))
     per_caption = table.per_caption.copy()
@@ -146,10 +157,8 @@ def _group_reasons(unavailable: Mapping[str, str]) -> str:
 
 def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
     """Per-model score frames from an evaluation CSV (its metric columns are the numeric ones)."""
-    text_like = {"image_id", "model", "modality", "generated_caption", "original_caption",
-                 "split", "timestamp", "error", "model_source", "processing_time_sec"}
     metrics = [c for c in frame.columns
-               if c not in text_like and pd.api.types.is_numeric_dtype(frame[c])]
+               if c not in TEXT_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
     summary = frame.attrs.get("summary_models", {})
     result = {}
     for model, group in frame.groupby("model", sort=False):
@@ -165,7 +174,7 @@ def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
 def read_evaluation_csv(path) -> pd.DataFrame:
     """The per-image CSV of `medcap evaluate`, ids as text, scores as numbers."""
     frame = pd.read_csv(path, dtype={"image_id": str, "model": str})
-    for column in ("modality", "generated_caption", "original_caption"):
+    for column in ("modality", "generated_caption", "original_caption", "fact_contradictions"):
         if column in frame:
             frame[column] = frame[column].fillna("").astype(str)
     missing = {"image_id", "model"} - set(frame.columns)

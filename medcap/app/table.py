@@ -8,6 +8,7 @@ time; search text is lower-cased once up front so each keystroke is a vectorised
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from typing import Mapping
@@ -20,6 +21,26 @@ ALL = "All"
 
 UNREVIEWED = "unreviewed"
 
+CONTRADICTS_ANY = "any"
+"""Contradiction filter value: rows that contradict their reference in any way."""
+
+
+def contradiction_choices() -> list[tuple[str, str]]:
+    """(label, value) of the "contradicts the reference" filter: any kind, or one kind."""
+    from medcap.metrics import FACT_KINDS
+
+    return [(ALL, ALL), ("any contradiction", CONTRADICTS_ANY),
+            *((f"{kind} contradicts", kind) for kind in FACT_KINDS)]
+
+
+def _contradiction_columns() -> dict[str, str]:
+    """Filter value -> the 0/1 column `medcap evaluate` writes for it (one owner: the metrics)."""
+    from medcap.metrics import CONTRADICTION_COLUMNS
+
+    any_column, *kind_columns = CONTRADICTION_COLUMNS
+    return {CONTRADICTS_ANY: any_column,
+            **{column.removeprefix("contradicts_"): column for column in kind_columns}}
+
 
 @dataclass(frozen=True)
 class TableLayout:
@@ -31,9 +52,10 @@ class TableLayout:
     generated: str = "generated_caption"
     reference: str = "original_caption"
     verdict: str = "verdict"
+    contradictions: str = "fact_contradictions"  # "laterality: left vs right; ..." or ""
     text_columns: tuple[str, ...] = (
         "image_id", "model", "modality", "split", "timestamp", "error", "dataset",
-        "generated_caption", "original_caption", "verdict",
+        "generated_caption", "original_caption", "verdict", "fact_contradictions",
     )
     not_metrics: tuple[str, ...] = ("processing_time_sec", "seconds", "version")
     preferred_metrics: tuple[str, ...] = (
@@ -54,10 +76,13 @@ class TableQuery:
     descending: bool = True
     page: int = 1
     page_size: int = 25
+    contradiction: str = ALL
+    """ALL, CONTRADICTS_ANY, or a fact kind (laterality, modality, anatomy, finding): rows whose
+    caption contradicts its reference (in that way)."""
 
     def filter_key(self) -> tuple:
         return (self.search.strip().lower(), self.model, self.modality, self.verdict,
-                self.sort_by, self.descending)
+                self.sort_by, self.descending, self.contradiction)
 
 
 @dataclass(frozen=True)
@@ -89,7 +114,7 @@ class EvaluationTable:
         self.layout = layout
         frame = frame.reset_index(drop=True).copy()
         for column in (layout.image_id, layout.model, layout.modality, layout.generated,
-                       layout.reference):
+                       layout.reference, layout.contradictions):
             if column not in frame.columns:
                 frame[column] = ""
             frame[column] = frame[column].fillna("").astype(str)
@@ -106,9 +131,11 @@ class EvaluationTable:
 
     def _metric_columns(self, frame: pd.DataFrame) -> list[str]:
         layout = self.layout
+        # The 0/1 contradiction flags drive the filter; the text column says what contradicts.
+        flags = set(_contradiction_columns().values())
         numeric = [c for c in frame.columns
                    if c not in layout.text_columns and c not in layout.not_metrics
-                   and pd.api.types.is_numeric_dtype(frame[c])]
+                   and c not in flags and pd.api.types.is_numeric_dtype(frame[c])]
         preferred = [c for c in layout.preferred_metrics if c in numeric]
         return preferred + [c for c in numeric if c not in preferred]
 
@@ -131,7 +158,7 @@ class EvaluationTable:
     def display_columns(self) -> list[str]:
         layout = self.layout
         return [layout.image_id, layout.model, layout.modality, *self.metrics, layout.verdict,
-                layout.generated, layout.reference]
+                layout.contradictions, layout.generated, layout.reference]
 
     def set_verdicts(self, verdicts: Mapping[tuple[str, str], str]) -> None:
         """Attach review verdicts per (image_id, model); several reviewers join with '; '."""
@@ -176,6 +203,8 @@ class EvaluationTable:
             mask &= (frame[layout.verdict] == "").to_numpy()
         elif query.verdict != ALL:
             mask &= frame[layout.verdict].str.contains(query.verdict, regex=False).to_numpy()
+        if query.contradiction != ALL:
+            mask &= self._contradicts(query.contradiction)
         positions = np.flatnonzero(mask)
         if query.sort_by in frame.columns and len(positions):
             values = frame[query.sort_by].to_numpy()[positions]
@@ -184,6 +213,22 @@ class EvaluationTable:
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return positions
+
+    def _contradicts(self, choice: str) -> np.ndarray:
+        """Rows that contradict their reference (in the way `choice` names): the 0/1 column when
+        the table has it, else the text column ("laterality: left vs right; ...")."""
+        columns = _contradiction_columns()
+        if choice not in columns:
+            raise ValueError(f"Unknown contradiction filter {str(choice)[:40]!r}; choose one of: "
+                             f"{', '.join([ALL, *columns])}.")
+        frame = self._frame
+        if columns[choice] in frame:
+            flags = pd.to_numeric(frame[columns[choice]], errors="coerce").fillna(0)
+            return (flags > 0).to_numpy()
+        text = frame[self.layout.contradictions]
+        if choice == CONTRADICTS_ANY:
+            return (text != "").to_numpy()
+        return text.str.contains(rf"(?:^|; ){re.escape(choice)}:", regex=True).to_numpy()
 
     def query(self, query: TableQuery) -> TablePage:
         """One page of matching rows; an out-of-range page is clamped, not an error."""

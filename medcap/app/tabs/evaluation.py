@@ -9,7 +9,7 @@ import gradio as gr
 from gradio.components import Component
 
 from medcap.app.studio import Studio
-from medcap.app.table import ALL, UNREVIEWED, TableQuery
+from medcap.app.table import ALL, UNREVIEWED, TableQuery, contradiction_choices
 from medcap.app.tabs.compare import CompareTab
 from medcap.app.views import page_values
 from medcap.review import VERDICTS
@@ -25,6 +25,7 @@ class EvaluationTab:
     model_filter: gr.Dropdown
     modality_filter: gr.Dropdown
     verdict_filter: gr.Dropdown
+    contradiction_filter: gr.Dropdown
     sort_by: gr.Dropdown
     descending: gr.Checkbox
     page: gr.Number
@@ -39,7 +40,7 @@ class EvaluationTab:
     def query_inputs(self) -> list[Component]:
         """The `/query_table` endpoint's inputs, in order."""
         return [self.search, self.model_filter, self.modality_filter, self.verdict_filter,
-                self.sort_by, self.descending, self.page]
+                self.sort_by, self.descending, self.page, self.contradiction_filter]
 
     @property
     def table_outputs(self) -> list[Component]:
@@ -57,6 +58,9 @@ def build_evaluation_tab(studio: Studio, compare: CompareTab, tabs: gr.Tabs) -> 
             model_filter = gr.Dropdown([ALL], value=ALL, label="Model")
             modality_filter = gr.Dropdown([ALL], value=ALL, label="Modality")
             verdict_filter = gr.Dropdown([ALL, UNREVIEWED, *VERDICTS], value=ALL, label="Verdict")
+            contradiction_filter = gr.Dropdown(contradiction_choices(), value=ALL,
+                                               label="Contradicts the reference",
+                                               elem_id="contradiction-filter")
         with gr.Row():
             sort_by = gr.Dropdown(["image_id"], value="image_id", label="Sort by")
             descending = gr.Checkbox(False, label="Descending")
@@ -72,7 +76,7 @@ def build_evaluation_tab(studio: Studio, compare: CompareTab, tabs: gr.Tabs) -> 
         plot = gr.BarPlot(x="bin", y="count", color="model", label="Distribution",
                           x_title="score", y_title="captions", elem_id="distribution")
     evaluation = EvaluationTab(tab, summary, search, model_filter, modality_filter,
-                               verdict_filter, sort_by, descending, page, page_previous,
+                               verdict_filter, contradiction_filter, sort_by, descending, page, page_previous,
                                page_next, page_label, table, plot_metric, plot)
     _wire_table(studio, evaluation)
     _wire_plot(studio, evaluation)
@@ -84,17 +88,18 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
     inputs, outputs = evaluation.query_inputs, evaluation.table_outputs
 
     def query(search_text, model_value, modality_value, verdict_value, sort_value,
-              descending_value, page_value, delta=0):
+              descending_value, page_value, contradiction_value=ALL, delta=0):
         table_query = TableQuery(
             search=search_text or "", model=model_value or ALL,
             modality=modality_value or ALL, verdict=verdict_value or ALL,
             sort_by=sort_value, descending=bool(descending_value),
-            page=int(page_value or 1) + delta, page_size=studio.options.page_size)
+            page=int(page_value or 1) + delta, page_size=studio.options.page_size,
+            contradiction=contradiction_value or ALL)
         rows, label, shown = page_values(studio.query_table(table_query))
         return rows, label, shown
 
     def query_from_start(*values):
-        return query(*values[:-1], 1)
+        return query(*values[:6], 1, *values[7:])
 
     def open_evaluation():
         scored = studio.evaluation
@@ -113,7 +118,8 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
         api_name="open_evaluation")
     gr.on([evaluation.search.submit, evaluation.model_filter.input,
            evaluation.modality_filter.input, evaluation.verdict_filter.input,
-           evaluation.sort_by.input, evaluation.descending.input],
+           evaluation.sort_by.input, evaluation.descending.input,
+           evaluation.contradiction_filter.input],
           query_from_start, inputs, outputs, api_name="query_table")
     evaluation.page.submit(query, inputs, outputs, api_visibility="private")
     evaluation.page_previous.click(lambda *v: query(*v, delta=-1), inputs, outputs,
@@ -123,11 +129,13 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
 
 
 def _wire_plot(studio: Studio, evaluation: EvaluationTab) -> None:
-    def plot_values(metric, search_text, model_value, modality_value, verdict_value):
+    def plot_values(metric, search_text, model_value, modality_value, verdict_value,
+                    contradiction_value):
         if not metric:
             return None
         table_query = TableQuery(search=search_text or "", model=model_value or ALL,
-                                 modality=modality_value or ALL, verdict=verdict_value or ALL)
+                                 modality=modality_value or ALL, verdict=verdict_value or ALL,
+                                 contradiction=contradiction_value or ALL)
         counts = studio.distribution(metric, table_query)
         centres = sorted(set(counts["bin"]))
         width = centres[1] - centres[0] if len(centres) > 1 else 1.0
@@ -135,9 +143,11 @@ def _wire_plot(studio: Studio, evaluation: EvaluationTab) -> None:
         return gr.BarPlot(counts, x_bin=float(width), y_aggregate="sum")
 
     gr.on([evaluation.plot_metric.change, evaluation.search.submit, evaluation.model_filter.input,
-           evaluation.modality_filter.input, evaluation.verdict_filter.input], plot_values,
+           evaluation.modality_filter.input, evaluation.verdict_filter.input,
+           evaluation.contradiction_filter.input], plot_values,
           [evaluation.plot_metric, evaluation.search, evaluation.model_filter,
-           evaluation.modality_filter, evaluation.verdict_filter], evaluation.plot,
+           evaluation.modality_filter, evaluation.verdict_filter,
+           evaluation.contradiction_filter], evaluation.plot,
           api_visibility="private")
 
 
