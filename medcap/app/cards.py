@@ -50,7 +50,8 @@ mark.mc-contra { background: #f5b7b1; color: #78281f; padding: 0 1px; border-rad
 .mc-unsure-1 { background: rgba(255,140,0,0.18); border-bottom-color: rgba(255,140,0,0.45); }
 .mc-unsure-2 { background: rgba(255,140,0,0.38); border-bottom-color: rgba(255,140,0,0.75); }
 .mc-unsure-3 { background: rgba(255,140,0,0.62); border-bottom-color: rgba(230,100,0,1); }
-.mc-fact-doubt { outline: 2px dashed #c0392b; outline-offset: 1px; border-radius: 2px; }
+.mc-fact-doubt { outline: 2px dashed #c0392b; outline-offset: 1px; border-radius: 2px;
+                 margin: 0 3px; }
 .mc-legend { display: flex; gap: 10px; flex-wrap: wrap; font-size: 0.8em; margin: 2px 0 4px 0;
              color: var(--body-text-color-subdued); }
 .mc-legend span { white-space: nowrap; }
@@ -161,15 +162,17 @@ def _card_body(card: CaptionCard, *, highlight: bool, style: HighlightStyle) -> 
 
 
 def caption_card_html(card: CaptionCard, *, highlight: bool = False, show_scores: bool = False,
-                      style: HighlightStyle = HighlightStyle()) -> str:
+                      style: HighlightStyle = HighlightStyle(), suggested: Sequence[str] = ()
+                      ) -> str:
     """One card: model name, caption (shared words, contradicting words and, where the model
-    gave token probabilities, its doubts marked), legend, contradictions, time, scores."""
+    gave token probabilities, its doubts marked), legend, contradictions, the error categories
+    `suggested` (labels) for the review form, time, scores."""
     classes = "mc-card mc-error" if card.error else "mc-card"
     meta = f'<div class="mc-meta">{card.seconds:.2f} s</div>' if card.seconds is not None else ""
     scores = scores_html(card.scores) if show_scores and not card.error else ""
     return (f'<div class="{classes}" data-model="{html.escape(card.model, quote=True)}">'
             f"<h4>{html.escape(card.model)}</h4>{_card_body(card, highlight=highlight, style=style)}"
-            f"{meta}{scores}</div>")
+            f"{suggestion_html(suggested)}{meta}{scores}</div>")
 
 
 def caption_row_html(cards: Sequence[CaptionCard], style: HighlightStyle = HighlightStyle()) -> str:

@@ -18,7 +18,6 @@ from medcap.app.cards import (
     history_html,
     metadata_html,
     other_reviews_html,
-    suggestion_html,
 )
 from medcap.app.highlight import HighlightStyle
 from medcap.app.studio import ItemView, ReviewSlot, UploadResult
@@ -73,11 +72,11 @@ def slot_values(slot: ReviewSlot, labels: dict[str, str] | None = None,
                 style: HighlightStyle = HighlightStyle()) -> SlotValues:
     """One review column's values; `labels` names the suggested categories (key -> label)."""
     review = slot.review
-    card = caption_card_html(slot.card, highlight=True, show_scores=True, style=style)
-    suggestion = suggestion_html([(labels or {}).get(k, k) for k in slot.suggested_categories])
+    suggested = [(labels or {}).get(key, key) for key in slot.suggested_categories]
+    card = caption_card_html(slot.card, highlight=True, show_scores=True, style=style,
+                             suggested=suggested)
     return SlotValues(
-        card_html=(card + suggestion + other_reviews_html(slot.others)
-                   + history_html(slot.history)),
+        card_html=card + other_reviews_html(slot.others) + history_html(slot.history),
         verdict=review.verdict if review else None,
         corrected_caption=review.corrected_caption if review else "",
         note=review.note if review else "",

@@ -1,0 +1,115 @@
+"""The fact check's marks on the real page (headless Chromium): a phantom captioner that puts the
+lesion on the wrong side, at p = 0.50 for the side word, as in the issue's offline demo.
+
+Screenshots: test-output/facts-caption.png, facts-compare.png (or $MEDCAP_TEST_OUTPUT).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from medcap.app.comparison import build_comparison_set
+from medcap.app.models import ModelPool
+from medcap.app.options import AppOptions
+from medcap.app.studio import Studio
+from medcap.config import Settings
+from medcap.data.synthetic import SIDES, synthetic_records
+from medcap.models import Caption, ModelSpec, TokenScore
+from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, OUTPUT, TIMEOUT_MS, open_tab, sync_api, textbox
+
+RECORDS = synthetic_records(6, split="test")
+
+
+class WrongSidePool(ModelPool):
+    """A captioner stand-in: the record's own caption with the side flipped, side word p = 0.50,
+    size word p = 0.40, "bright" p = 0.20, the rest p = 0.97 (token pieces with their leading space)."""
+
+    def caption_one(self, label, images, prompt=None):
+        record = RECORDS[0]
+        wrong = next(s for s in SIDES if s != record.side)
+        text = record.caption.replace(record.side, wrong)
+        probs = {wrong: 0.50, record.size: 0.40, "bright": 0.20}
+        tokens = [TokenScore(piece, probs.get(piece.strip(), 0.97))
+                  for piece in re.findall(r"\s*\S+", text)]
+        return [Caption(text=text, seconds=0.1, tokens=tokens)]
+
+
+@pytest.fixture(scope="module")
+def page_url(tmp_path_factory):
+    import app
+
+    work = tmp_path_factory.mktemp("facts-browser")
+    monkey = pytest.MonkeyPatch()
+    monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
+    settings = Settings(model_names=[], data_source=None, reviews_db=work / "r.sqlite",
+                        runs_dir=work / "runs")
+    pool = WrongSidePool([ModelSpec(name="phantom-blip", family="blip", source=str(work))])
+    studio = Studio(settings, AppOptions(examples=[], dataset_label="phantoms"), pool=pool)
+    studio._comparison = build_comparison_set("phantoms", None, RECORDS)
+    demo = app.build_demo(studio)
+    _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
+                            **app.LAUNCH_OPTIONS)
+    try:
+        yield url, studio, work
+    finally:
+        demo.close()
+        monkey.undo()
+
+
+@pytest.fixture(scope="module")
+def page(page_url):
+    OUTPUT.mkdir(parents=True, exist_ok=True)
+    with sync_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
+        context = browser.new_context(viewport={"width": 1300, "height": 900})
+        context.set_default_timeout(TIMEOUT_MS)
+        page = context.new_page()
+        page.goto(page_url[0], wait_until="load")
+        page.get_by_text("not a medical device").first.wait_for()
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
+def test_caption_tab_shades_doubtful_and_fact_words(page, tmp_path: Path) -> None:
+    image = tmp_path / "phantom.png"
+    RECORDS[0].render().save(image)
+    page.locator("#upload input[type=file]").set_input_files(str(image))
+    page.locator("#caption-button").click()
+    card = page.locator('#caption-cards [data-model="phantom-blip"]')
+    card.locator(".mc-caption").wait_for()
+    wrong = next(s for s in SIDES if s != RECORDS[0].side)
+    side = card.locator(".mc-caption .mc-fact-doubt", has_text=wrong).first
+    assert "mc-unsure-1" in side.get_attribute("class")
+    assert side.get_attribute("title").startswith("p = 0.50")
+    caption = card.locator(".mc-caption")
+    assert caption.locator(".mc-unsure-2").count() == 1 and caption.locator(".mc-unsure-3").count() == 1
+    assert card.locator(".mc-contra").count() == 0, "an upload has no reference to contradict"
+    card.screenshot(path=str(OUTPUT / "facts-caption.png"))
+    page.screenshot(path=str(OUTPUT / "facts-caption-tab.png"), full_page=True)
+
+
+def test_compare_card_marks_the_wrong_side_in_red(page, page_url) -> None:
+    record = RECORDS[0]
+    wrong = next(s for s in SIDES if s != record.side)
+    open_tab(page, "Compare")
+    textbox(page, "image-id").fill(record.image_id)
+    page.get_by_role("button", name="Open", exact=True).click()
+    page.get_by_role("button", name="Generate missing captions").click()
+    card = page.locator('#slot-0 [data-model="phantom-blip"]')
+    red = card.locator(".mc-caption mark.mc-contra")
+    red.wait_for()
+    assert red.inner_text() == wrong
+    assert red.get_attribute("title") == f"reference: {record.side}"
+    shade = card.locator(".mc-caption .mc-fact-doubt", has=page.locator("mark.mc-contra"))
+    assert "mc-unsure-1" in shade.get_attribute("class")
+    assert f"laterality: {wrong} vs {record.side}" in card.locator(".mc-facts").inner_text()
+    assert "Wrong laterality" in page.locator(".mc-suggest").first.inner_text()
+    assert card.locator(".mc-legend").inner_text().count("contradicts the reference") == 1
+    card.evaluate("node => node.parentElement.scrollIntoView()")
+    card.locator("xpath=..").screenshot(path=str(OUTPUT / "facts-compare.png"))
+    page.screenshot(path=str(OUTPUT / "facts-compare-tab.png"), full_page=True)
