@@ -265,3 +265,21 @@ def test_query_table_endpoint_filters_by_contradiction(studio: Studio, tmp_path:
                            api_name="/query_table")
     finally:
         demo.close()
+
+
+def test_real_decoder_tokens_line_up_with_the_card_caption(tmp_path: Path, tiny_blip_dir: Path) -> None:
+    """Captions a model generates in the app (tiny BLIP): every word of the card gets its
+    probability, so the token texts spell the stored caption."""
+    from medcap.models import resolve_spec
+
+    settings = Settings(model_names=[], data_source=None, reviews_db=tmp_path / "r.sqlite",
+                        runs_dir=tmp_path / "runs")
+    studio = Studio(settings, AppOptions(examples=[], dataset_label="phantoms"),
+                    pool=ModelPool([resolve_spec("blip", str(tiny_blip_dir))]))
+    record = synthetic_records(1, split="test")[0]
+    studio._comparison = build_comparison_set("phantoms", None, [record])
+    assert studio.generate_missing(record.image_id) == "Generated: blip."
+    caption = studio.comparison.get(record.image_id).captions["blip"]
+    html = item_values(studio.open_item(record.image_id, "")).slots[0].card_html
+    words = re.findall(r"[^\W_]+(?:[-'][^\W_]+)*", caption)
+    assert words and html.count('title="p = ') == len(words)
