@@ -398,3 +398,25 @@ def test_assignments_are_idempotent_and_capped(store: ReviewStore) -> None:
     store.assign("roco-test", "ROCO_002", "Dr Cy")
     assert store.assignments("roco-test") == {"ROCO_001": {"dr ada", "dr bo"},
                                               "ROCO_002": {"dr cy"}}
+
+
+@pytest.mark.parametrize("request_, expected", [
+    (ReviewInput(key=key(), verdict="maybe"), "Unknown verdict"),
+    (ReviewInput(key=key(), verdict="correct", categories=("wrong_colour",)), "Unknown error category"),
+    (ReviewInput(key=key(image_id="a\nb"), verdict="correct"), "control character"),
+    (ReviewInput(key=key(), verdict="correct", note="x" * 4001), "Note is too long"),
+])
+def test_check_refuses_what_save_refuses_and_writes_nothing(
+        store: ReviewStore, request_: ReviewInput, expected: str) -> None:
+    with pytest.raises(ReviewValidationError, match=expected):
+        store.check(request_)
+    with pytest.raises(ReviewValidationError, match=expected):
+        store.save(request_)
+    assert store.all_reviews(include_drafts=True) == []
+
+
+def test_check_accepts_a_savable_review_without_saving_it(store: ReviewStore) -> None:
+    request_ = ReviewInput(key=key(), verdict="minor error", categories=("wrong_laterality",))
+    store.check(request_)
+    assert store.all_reviews(include_drafts=True) == []
+    assert store.save(request_).review.version == 1

@@ -217,8 +217,7 @@ def check_with_store(store: ReviewStore, reviews: Sequence[ImportedReview]) -> N
     on every row, before anything is written."""
     for item in reviews:
         try:
-            store._validated(item.request)
-            store._checked_categories(item.request.categories)
+            store.check(item.request)
         except ReviewValidationError as exc:
             raise ImportFileError(f"{item.origin}: {exc}") from None
 

@@ -317,6 +317,14 @@ class ReviewStore:
                 f"{', '.join(self._category_keys)}.")
         return tuple(k for k in self._category_keys if k in chosen)
 
+    def check(self, request: ReviewInput) -> None:
+        """Raise `ReviewValidationError` if `save` would refuse `request` for its content (bounds,
+        printable keys, known verdict and categories), without writing: lets an importer check
+        every row before it saves any. Version conflicts are not checked (they depend on the
+        moment of saving)."""
+        self._validated(request)
+        self._checked_categories(request.categories)
+
     def _validated(self, request: ReviewInput) -> tuple[ReviewKey, str | None, str, str]:
         key = self._checked_key(request.key.dataset, request.key.image_id, request.key.model,
                                 request.key.reviewer)
