@@ -13,6 +13,7 @@ import gradio as gr
 
 from medcap.app.cards import CARD_CSS, disclaimer_html
 from medcap.app.studio import Studio
+from medcap.app.tabs.agreement import build_agreement_tab
 from medcap.app.tabs.caption import build_caption_tab
 from medcap.app.tabs.compare import build_compare_tab
 from medcap.app.tabs.evaluation import build_evaluation_tab
@@ -30,6 +31,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
             build_caption_tab(studio)
             compare = build_compare_tab(studio, demo)
             build_evaluation_tab(studio, compare, tabs)
+            build_agreement_tab(studio)
             build_export_tab(studio)
         register_review_api(studio)  # page-level API endpoints: gr.Tabs may hold only tabs
     demo.queue(default_concurrency_limit=4)

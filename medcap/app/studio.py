@@ -38,6 +38,7 @@ from medcap.review import (
     export_store_csv,
     load_categories,
 )
+from medcap.review.analytics import store_stats
 
 Progress = Callable[[float, str], None]
 
@@ -309,6 +310,12 @@ class Studio:
             os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-exports"
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         return export_store_csv(self.store, Path(folder) / f"medcap-reviews-{stamp}.csv")
+
+    def review_stats(self) -> dict[str, Any] | None:
+        """The `medcap reviews stats` document of this dataset's completed reviews (None when
+        there is none), for the Agreement tab. Reads the store only, so it takes no Studio lock:
+        a second of figures on a large store must not hold up saves or table pages."""
+        return store_stats(self.store, self.dataset)
 
     # -- evaluation ----------------------------------------------------------------------------
 

@@ -575,6 +575,8 @@ PLOTS = {  # plot title -> (table, filter on "kind" or None, x, y, colour)
     "Verdict shares per model": ("Shares per model (95% bootstrap intervals)", "verdict", "model", "share", "figure"),
     "Error category shares per model": ("Shares per model (95% bootstrap intervals)", "category", "model", "share", "figure"),
     "Agreement (alpha)": ("Agreement (Krippendorff's alpha, ordinal)", None, "scope", "alpha", None),
+    "Reviewer pair agreement (kappa)": ("Reviewer pairs (Cohen's kappa)", None, "reviewer_a", "kappa", "reviewer_b"),
+    "Error category agreement": ("Error categories (reviewers agree)", None, "category", "agreement_share", None),
     "Bradley-Terry strength": ("Preference ranking (Bradley-Terry)", None, "model", "strength", None),
     "Metric agreement (tau-b)": ("Metrics vs reviewers (Kendall's tau-b)", None, "metric", "tau_b", None),
 }
