@@ -17,6 +17,8 @@ import pandas as pd
 from medcap.review.analytics import plot_frames, stats_tables
 
 UNDEFINED = "—"
+UNBOUNDED_PLOTS = frozenset({"Bradley-Terry strength"})
+"""Plots of figures without a natural top; the others (shares, alpha, kappa, tau) reach 1."""
 STACKED_PLOTS = frozenset({"Verdict shares per model"})
 """Plots whose colour groups are parts of one whole (a model's verdict shares sum to 1); the
 others put one bar per (x, colour) pair side by side instead of stacking them."""
@@ -52,12 +54,15 @@ PLOT_TITLES: tuple[str, ...] = tuple(title for section in SECTIONS for title in 
 
 @dataclass(frozen=True)
 class PlotValue:
-    """A bar plot's data: y against x, coloured by `colour` (None: one colour)."""
+    """A bar plot's data: y against x, coloured by `colour` (None: one colour), on an axis
+    `y_lim` from 0 (or below) so equal bars still show and heights compare."""
 
     frame: pd.DataFrame
     x: str
     y: str
     colour: str | None
+    x_title: str
+    y_lim: tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -143,9 +148,14 @@ def _plot_value(title: str, frame: pd.DataFrame, x: str, y: str,
                 colour: str | None) -> PlotValue | None:
     if frame.empty:
         return None
+    values = pd.to_numeric(frame[y])
+    top = 0.0 if title in UNBOUNDED_PLOTS else 1.0
+    y_lim = (min(0.0, float(values.min())), max(top, float(values.max())))
+    x_title = x
     if colour is not None and title not in STACKED_PLOTS:
         # One bar per (x, colour) pair, coloured by x: a side-by-side view of figures that do not
         # add up (a native bar plot stacks colour groups).
         frame = frame.assign(bar=frame[x].astype(str) + " · " + frame[colour].astype(str))
+        x_title = f"{x} · {colour}"
         x, colour = "bar", x
-    return PlotValue(frame, x, y, colour)
+    return PlotValue(frame, x, y, colour, x_title, y_lim)

@@ -553,9 +553,13 @@ def stats_tables(stats: Mapping[str, Any]) -> dict[str, pd.DataFrame]:
         "Metrics vs reviewers (Kendall's tau-b)": pd.DataFrame(
             [{"metric": name, "tau_b": e["kendall_tau_b"], "ci_low": (e.get("ci") or [None, None])[0],
               "ci_high": (e.get("ci") or [None, None])[1], "p_value": e.get("p_value"), "n": e["n"],
-              "note": e.get("kendall_tau_b_undefined", "")} for name, e in stats["metrics"].items()],
+              "note": e.get("kendall_tau_b_undefined") or _ci_note(e)} for name, e in stats["metrics"].items()],
             columns=["metric", "tau_b", "ci_low", "ci_high", "p_value", "n", "note"]),
     }
+
+
+def _ci_note(entry: Mapping[str, Any]) -> str:
+    return f"no interval: {entry['ci_undefined']}" if entry.get("ci_undefined") else ""
 
 
 def _shares_table(stats: Mapping[str, Any]) -> pd.DataFrame:

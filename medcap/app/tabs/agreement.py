@@ -38,7 +38,8 @@ class AgreementTab:
     def show(self, view: AgreementView) -> list[Any]:
         """Values for `outputs`; a plot without bars is hidden rather than drawn empty."""
         plots = [gr.BarPlot(visible=False) if plot is None else
-                 gr.BarPlot(plot.frame, x=plot.x, y=plot.y, color=plot.colour, visible=True)
+                 gr.BarPlot(plot.frame, x=plot.x, y=plot.y, color=plot.colour,
+                            x_title=plot.x_title, y_lim=list(plot.y_lim), visible=True)
                  for plot in view.plots]
         return [html.escape(view.status), *(html.escape(n) for n in view.notes),
                 *view.tables, *plots]
@@ -61,11 +62,10 @@ def build_agreement_tab(studio: Studio) -> AgreementTab:
             notes.append(gr.Markdown(elem_id=f"agreement-note-{index}"))
             tables.append(gr.Dataframe(interactive=False, wrap=True, max_height=360,
                                        elem_id=f"agreement-table-{index}"))
-            with gr.Row():
-                for title in section.plots:
-                    plots_by_title[title] = gr.BarPlot(
-                        label=title, tooltip="all", x_label_angle=-30, visible=False,
-                        elem_id=f"agreement-plot-{PLOT_TITLES.index(title)}")
+            for title in section.plots:  # full width each: bar labels need the room
+                plots_by_title[title] = gr.BarPlot(
+                    label=title, tooltip="all", x_label_angle=-30, visible=False,
+                    elem_id=f"agreement-plot-{PLOT_TITLES.index(title)}")
         tab = AgreementTab(compute, status, tuple(notes), tuple(tables),
                            tuple(plots_by_title[title] for title in PLOT_TITLES))
         _wire(studio, tab)
