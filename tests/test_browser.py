@@ -135,3 +135,21 @@ def test_4_export_tab_downloads_a_safe_csv(page, page_url) -> None:
     assert raw.startswith(b"\xef\xbb\xbf")
     rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8-sig"), newline="")))
     assert [(r["reviewer"], r["verdict"]) for r in rows] == [("Dr Browser", "minor error")]
+
+
+def test_5_agreement_tab_computes_on_demand(page, page_url) -> None:
+    _, studio, _ = page_url
+    for reviewer, verdicts in {"Dr Browser": ["minor error", "correct", "major error"],
+                               "Dr Second": ["minor error", "minor error", "major error"]}.items():
+        for (image_id, model), verdict in zip([("ROCOv2_2023_test_000000", "qwen2-vl"),
+                                               ("ROCOv2_2023_test_000001", "blip"),
+                                               ("ROCOv2_2023_test_000002", "blip")], verdicts):
+            studio.save_review(image_id, model, reviewer, verdict, "", "", 0,
+                               categories=("missed_finding",) if verdict == "major error" else ())
+    open_tab(page, "Agreement")
+    page.locator("#agreement-compute").click()
+    page.locator("#agreement-status").get_by_text("completed reviews of").wait_for()
+    page.locator("#agreement-plot-0 canvas, #agreement-plot-0 svg").first.wait_for()
+    page.screenshot(path=str(OUTPUT / "tab-5-agreement.png"), full_page=True)
+    assert "Dr Second" in page.locator("#agreement-table-1").inner_text()
+    assert "NaN" not in page.locator("#agreement-table-0").inner_text()
