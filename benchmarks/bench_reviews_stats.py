@@ -10,7 +10,9 @@ run only measures.
     python benchmarks/bench_reviews_stats.py [--sizes 10000 100000] [--bootstrap 1000]
 
 Printed per size: the whole command (read the store, compute, print the tables, write JSON),
-and its two halves: reading the store into the export frame, and computing the figures.
+its two halves (reading the store into the export frame, computing the figures), and what the
+app's Agreement tab waits for on Compute: `Studio.review_stats()` (always the default bootstrap
+of 1000 resamples, as in the app).
 """
 
 from __future__ import annotations
@@ -28,7 +30,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from medcap.app.models import ModelPool  # noqa: E402
+from medcap.app.options import AppOptions  # noqa: E402
+from medcap.app.studio import Studio  # noqa: E402
 from medcap.cli import main as medcap_main  # noqa: E402
+from medcap.config import Settings  # noqa: E402
 from medcap.review import (  # noqa: E402
     DEFAULT_CATEGORIES, VERDICTS, ReviewContext, ReviewInput, ReviewKey, ReviewStore,
 )
@@ -97,6 +103,13 @@ def timed(function, repeats: int) -> tuple[float, float]:
     return best
 
 
+def bench_studio(db: Path) -> Studio:
+    """The app's Studio over the benchmark store (no models, no dataset: only reviews)."""
+    settings = Settings(model_names=[], data_source=None, reviews_db=db, check_memory=False)
+    options = AppOptions(dataset_label="bench:test", examples=[])
+    return Studio(settings, options, pool=ModelPool([]), store=ReviewStore(db))
+
+
 def measure(db: Path, bootstrap: int, repeats: int) -> dict[str, float]:
     store = ReviewStore(db)
     out = db.with_suffix(".stats.json")
@@ -109,10 +122,12 @@ def measure(db: Path, bootstrap: int, repeats: int) -> dict[str, float]:
 
     frame = reviews_frame(store.iter_reviews(), store.categories)
     preferences = store.preferences()
+    studio = bench_studio(db)
     return {
         "command": timed(command, repeats),
         "read": timed(lambda: reviews_frame(store.iter_reviews(), store.categories), repeats),
         "figures": timed(lambda: review_stats(frame, preferences, settings), repeats),
+        "app": timed(studio.review_stats, repeats),
     }
 
 
@@ -129,9 +144,11 @@ def main(argv: list[str] | None = None) -> int:
         size -= size % (len(MODELS) * 2)
         results[size] = measure(build_store(size, args.cache_dir), args.bootstrap, args.repeats)
     print(f"\nreviews stats, bootstrap {args.bootstrap}, best of {args.repeats}: wall s (CPU s)")
-    print(f"{'reviews':>9} {'command':>13} {'read store':>13} {'figures':>13} {'per 1k reviews':>15}")
+    print(f"{'reviews':>9} {'command':>13} {'read store':>13} {'figures':>13} "
+          f"{'app Compute':>13} {'per 1k reviews':>15}")
     for size, r in results.items():
-        cells = " ".join(f"{r[k][0]:>6.2f} ({r[k][1]:>4.2f})" for k in ("command", "read", "figures"))
+        cells = " ".join(f"{r[k][0]:>6.2f} ({r[k][1]:>4.2f})"
+                         for k in ("command", "read", "figures", "app"))
         print(f"{size:>9} {cells} {1000 * r['command'][0] / size:>15.3f}")
     sizes = sorted(results)
     if len(sizes) > 1:

@@ -245,4 +245,4 @@ def test_stats_benchmark_runs_on_a_small_store(tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     assert "120 vs 60 reviews" in out
     rows = [line.split() for line in out.splitlines() if line.strip().startswith(("60 ", "120 "))]
-    assert [row[0] for row in rows if len(row) == 8] == ["60", "120"]  # size, 3 x (wall, CPU), per 1k
+    assert [row[0] for row in rows if len(row) == 10] == ["60", "120"]  # size, 4 x (wall, CPU), per 1k
