@@ -357,7 +357,8 @@ def test_dicom_declaring_a_huge_image_is_refused_before_decoding(tmp_path):
         load_image(path)
     assert str(caught.value) == (
         "'bomb.dcm' is too large to decode: 20000×20000 pixels, 400.0 megapixels, above the "
-        "64.0-megapixel limit (a possible decompression bomb)."
+        "64.0-megapixel limit (a possible decompression bomb). Caption models use under 1 "
+        "megapixel: downscale it and load it again."
     )
 
 
@@ -421,3 +422,30 @@ def test_ct_small_identifiers_are_really_there_and_not_shown():
     shown = repr(load_image(pydicom_file("CT_small.dcm")).metadata)
     for secret in ("CompressedSamples", "1CT1", "JFK"):
         assert secret not in shown
+
+
+# --- large frames are reduced before any float conversion (issue 15, item 4) -------------------
+
+def test_large_frame_is_block_averaged_before_windowing():
+    ds = reference("CT_small.dcm")  # 128 x 128, no window in the file: the CT default
+    config = LoaderConfig(max_decoded_pixels=64 * 64)
+    loaded = load_image(pydicom_file("CT_small.dcm"), config=config)
+    assert loaded.display.size == (64, 64)
+    blocks = ds.pixel_array.astype(np.float64).reshape(64, 2, 64, 2).mean(axis=(1, 3))
+    hu = np.rint(blocks) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    expected = window_to_uint8(hu, 40.0, 400.0)
+    assert np.abs(np.asarray(loaded.display).astype(int) - expected).max() <= 1
+    assert loaded.metadata["image_size"] == "128 × 128"  # the file's own size is still reported
+
+
+def test_overlay_plane_is_reduced_with_the_frame():
+    ds = reference("examples_overlay.dcm")
+    mask = ds.overlay_array(0x6000).astype(bool)
+    rows, columns = mask.shape
+    loaded = load_image(pydicom_file("examples_overlay.dcm"),
+                        config=LoaderConfig(max_decoded_pixels=rows * columns // 4))
+    shown = np.asarray(loaded.display)
+    assert shown.shape == (rows // 2, columns // 2)
+    reduced = mask[: rows // 2 * 2, : columns // 2 * 2].reshape(rows // 2, 2, columns // 2, 2)
+    assert (shown[reduced.any(axis=(1, 3))] == 255).all()
+    assert loaded.metadata["overlays"] == "1 drawn"

@@ -71,7 +71,8 @@ def test_decompression_bomb_20000_square():
         load_image(data, name="bomb.png")
     assert str(caught.value) == (
         "'bomb.png' is too large to decode: 400.0 megapixels, above the 64.0-megapixel limit "
-        "(a possible decompression bomb)."
+        "(a possible decompression bomb). Caption models use under 1 megapixel: downscale it "
+        "and load it again."
     )
 
 
@@ -80,7 +81,8 @@ def test_image_above_our_limit_but_below_pillows_is_refused_with_its_size():
         load_image(png_bomb(9000, 9000), name="big.png")
     assert str(caught.value) == (
         "'big.png' is too large to decode: 9000×9000 pixels, 81.0 megapixels, above the "
-        "64.0-megapixel limit (a possible decompression bomb)."
+        "64.0-megapixel limit (a possible decompression bomb). Caption models use under 1 "
+        "megapixel: downscale it and load it again."
     )
 
 
@@ -236,3 +238,35 @@ def test_every_example_asset_loads_and_stays_small():
         assert loaded.image.mode == "RGB" and min(loaded.image.size) >= 32
     png = load_image(folder / "ct_small_soft_tissue.png")
     assert np.array_equal(np.asarray(png.display), np.asarray(load_image(folder / "CT_small.dcm").display))
+
+
+# --- large images are decoded reduced, never at full size (issue 15, item 4) -------------------
+
+def test_large_png_is_decoded_reduced_to_the_configured_pixel_budget():
+    pixels = np.zeros((3000, 4000, 3), dtype=np.uint8)
+    pixels[:, 2000:] = (200, 100, 50)  # left half black, right half one colour
+    config = LoaderConfig(max_decoded_pixels=1_000_000)
+    loaded = load_image(encode(Image.fromarray(pixels), "PNG"), name="wide.png", config=config)
+    assert loaded.display.size == (1000, 750)  # 12 MP reduced by 4, under 1 MP
+    assert loaded.image.size == (1000, 750)
+    shown = np.asarray(loaded.display)
+    assert (shown[:, :499] == 0).all() and (shown[:, 501:] == (200, 100, 50)).all()
+    full = load_image(encode(Image.fromarray(pixels), "PNG"), name="wide.png")
+    assert full.display.size == (4000, 3000)  # the library default keeps full resolution
+
+
+def test_large_jpeg_is_scaled_while_decoding():
+    photo = Image.fromarray(np.tile(gradient(3200, 2400)[..., None], (1, 1, 3)))
+    config = LoaderConfig(max_decoded_pixels=500_000)
+    loaded = load_image(encode(photo, "JPEG", quality=90), name="photo.jpg", config=config)
+    width, height = loaded.display.size
+    assert width * height <= 500_000 and width / height == pytest.approx(4 / 3, abs=0.01)
+
+
+@pytest.mark.parametrize("mode", ["P", "I;16", "1", "LA"])
+def test_every_mode_is_reduced(mode):
+    image = Image.new("L", (1200, 900), 128).convert(mode) if mode != "I;16" else \
+        Image.fromarray(np.full((900, 1200), 40000, dtype=np.uint16))
+    loaded = load_image(encode(image, "PNG"), name=f"{mode}.png",
+                        config=LoaderConfig(max_decoded_pixels=100_000))
+    assert loaded.display.width * loaded.display.height <= 100_000

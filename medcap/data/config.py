@@ -20,6 +20,10 @@ class LoaderConfig:
         gets the soft-tissue window, anything else the full range of the frame.
     draw_overlays: draw DICOM overlay planes (arrows, measurements, ROI outlines) on grayscale
         images in white, as radiology viewers do by default.
+    max_decoded_pixels: decode larger images reduced by an integer factor to at most about this
+        many pixels (JPEG: `Image.draft` while decoding; other rasters: `Image.reduce`; DICOM: a
+        block mean of the frame before any float conversion), so no full-size float or RGB copy
+        is ever made. Caption models downscale to under 1 MP anyway. None keeps full resolution.
     """
 
     max_pixels: int = 64_000_000
@@ -30,6 +34,7 @@ class LoaderConfig:
         default_factory=lambda: {"CT": (40.0, 400.0)}
     )
     draw_overlays: bool = True
+    max_decoded_pixels: int | None = None
 
 
 @dataclass(frozen=True)

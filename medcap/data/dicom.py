@@ -27,7 +27,8 @@ from medcap.data.config import LoaderConfig
 from medcap.data.errors import ImageLoadError
 from medcap.data.images import bomb_message
 from medcap.data.pixels import (
-    VOI_FUNCTIONS, model_image, scale_to_bits, stretch_to_uint8, window_to_uint8,
+    VOI_FUNCTIONS, model_image, reduction_factor, scale_to_bits, shrink_array, stretch_to_uint8,
+    window_to_uint8,
 )
 from medcap.data.items import LoadedImage
 from medcap.data.metadata import METADATA_FIELDS
@@ -59,10 +60,12 @@ def load_dicom(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     frames = _frame_count(ds)
     index = frames // 2
     frame = _decode_frame(ds, label, transfer_syntax, index if frames > 1 else None)
+    scale = reduction_factor(columns, rows, config.max_decoded_pixels)
+    frame = shrink_array(frame, config.max_decoded_pixels)  # before any float conversion
     display, window = _to_display(ds, frame, label, config)
     overlays = None
     if config.draw_overlays and display.mode == "L":
-        drawn, result = draw_overlays(ds, np.asarray(display), index, frames)
+        drawn, result = draw_overlays(ds, np.asarray(display), index, frames, scale)
         display, overlays = Image.fromarray(drawn, "L"), result.describe()
     metadata = _metadata(ds, transfer_syntax, frames, index, window)
     if overlays:

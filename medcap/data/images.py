@@ -17,7 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from medcap.data.config import DEFAULT_LOADER_CONFIG, LoaderConfig
 from medcap.data.errors import ImageLoadError
-from medcap.data.pixels import model_image, stretch_to_uint8
+from medcap.data.pixels import model_image, reduction_factor, shrink, stretch_to_uint8
 from medcap.data.items import LoadedImage
 
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -97,7 +97,8 @@ def bomb_message(label: str, pixels: int, config: LoaderConfig, size: tuple[int,
     dims = f"{size[0]}×{size[1]} pixels, " if size else ""
     return (
         f"'{label}' is too large to decode: {dims}{pixels / 1e6:.1f} megapixels, above the "
-        f"{config.max_pixels / 1e6:.1f}-megapixel limit (a possible decompression bomb)."
+        f"{config.max_pixels / 1e6:.1f}-megapixel limit (a possible decompression bomb). "
+        "Caption models use under 1 megapixel: downscale it and load it again."
     )
 
 
@@ -108,6 +109,7 @@ def _load_raster(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     pixels = image.width * image.height
     if pixels > config.max_pixels:
         raise ImageLoadError(bomb_message(label, pixels, config, image.size))
+    _draft(image, config.max_decoded_pixels)
     try:
         image.seek(0)  # animated GIF/WebP/APNG: caption the first frame
         image.load()
@@ -116,6 +118,7 @@ def _load_raster(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
             f"'{label}' is a truncated or corrupt {fmt.upper() or 'image'} file: its image data "
             "ends early or is damaged, so it cannot be decoded."
         ) from exc
+    image = shrink(image, config.max_decoded_pixels)
     image = ImageOps.exif_transpose(image) or image
     display = to_display(image, config.alpha_background)
     return LoadedImage(
@@ -124,6 +127,14 @@ def _load_raster(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
         metadata={},
         source_format=fmt,
     )
+
+
+def _draft(image: Image.Image, max_pixels: int | None) -> None:
+    """JPEG: let the decoder scale by 1/2, 1/4 or 1/8 while decoding, so a large photo is never
+    held at full size (`shrink` finishes the job; other formats ignore draft)."""
+    factor = reduction_factor(image.width, image.height, max_pixels)
+    if factor > 1 and image.format in ("JPEG", "MPO"):
+        image.draft(None, (image.width // factor, image.height // factor))
 
 
 def _open(data: bytes, label: str, config: LoaderConfig) -> Image.Image:

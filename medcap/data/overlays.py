@@ -32,10 +32,11 @@ class OverlayResult:
         return ", ".join(parts)
 
 
-def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int, frames: int
-                  ) -> tuple[np.ndarray, OverlayResult]:
+def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int, frames: int,
+                  scale: int = 1) -> tuple[np.ndarray, OverlayResult]:
     """`gray` (rows x columns, uint8) with every overlay plane of frame `frame_index` (0-based,
-    of `frames`) drawn in white. Returns a new array; `gray` is not modified."""
+    of `frames`) drawn in white. Returns a new array; `gray` is not modified. `scale`: the frame
+    was reduced by this integer factor, so planes (and their origins) are reduced alike."""
     result = OverlayResult()
     out = gray
     for group in OVERLAY_GROUPS:
@@ -50,6 +51,8 @@ def draw_overlays(ds: Dataset, gray: np.ndarray, frame_index: int, frames: int
             continue
         origin = ds[group, 0x0050].value if (group, 0x0050) in ds else (1, 1)
         top, left = int(origin[0]) - 1, int(origin[1]) - 1  # 1-based (row, column)
+        if scale > 1:
+            mask, top, left = _reduce_mask(mask, scale), top // scale, left // scale
         if out is gray:
             out = gray.copy()
         _paint(out, mask, top, left)
@@ -77,6 +80,15 @@ def _plane_for_frame(ds: Dataset, group: int, frame_index: int, frames: int
     if array.ndim != 2:
         raise ValueError(f"overlay {group:04X} has shape {array.shape}")
     return array.astype(bool)
+
+
+def _reduce_mask(mask: np.ndarray, scale: int) -> np.ndarray:
+    """A mask reduced by `scale`: a reduced pixel is set when any pixel of its block is, so
+    one-pixel-wide lines and arrows stay visible."""
+    rows, columns = -(-mask.shape[0] // scale), -(-mask.shape[1] // scale)
+    padded = np.zeros((rows * scale, columns * scale), dtype=bool)
+    padded[: mask.shape[0], : mask.shape[1]] = mask
+    return padded.reshape(rows, scale, columns, scale).any(axis=(1, 3))
 
 
 def _paint(image: np.ndarray, mask: np.ndarray, top: int, left: int) -> None:

@@ -63,3 +63,50 @@ def upscale_small(image: Image.Image, min_side: int) -> Image.Image:
 def model_image(display: Image.Image, min_side: int) -> Image.Image:
     """The RGB, not-too-small picture a captioner receives, derived from the display picture."""
     return upscale_small(display.convert("RGB"), min_side)
+
+
+def reduction_factor(width: int, height: int, max_pixels: int | None) -> int:
+    """The smallest integer factor that brings width × height down to `max_pixels` or less."""
+    if not max_pixels or width * height <= max_pixels:
+        return 1
+    factor = max(2, math.isqrt(width * height // max_pixels))
+    while (width // factor) * (height // factor) > max_pixels:
+        factor += 1
+    return factor
+
+
+_REDUCIBLE_MODES = {"L", "LA", "I", "F", "RGB", "RGBA", "RGBa", "CMYK", "YCbCr", "La"}
+
+
+def shrink(image: Image.Image, max_pixels: int | None) -> Image.Image:
+    """`image` reduced by an integer factor to at most `max_pixels` (box average; nearest
+    neighbour for palette, bilevel and 16-bit modes, which `Image.reduce` does not take)."""
+    factor = reduction_factor(image.width, image.height, max_pixels)
+    if factor == 1:
+        return image
+    if image.mode in _REDUCIBLE_MODES:
+        return image.reduce(factor)
+    size = (max(1, image.width // factor), max(1, image.height // factor))
+    return image.resize(size, Image.Resampling.NEAREST)
+
+
+def shrink_array(values: np.ndarray, max_pixels: int | None) -> np.ndarray:
+    """A decoded frame (rows × columns[, samples]) reduced by an integer factor to at most
+    `max_pixels` by a block mean, in its own dtype. The sum runs over strided views into one
+    float32 accumulator of the reduced size, so no full-size copy is made."""
+    rows, columns = values.shape[:2]
+    factor = reduction_factor(columns, rows, max_pixels)
+    if factor == 1:
+        return values
+    if min(rows, columns) < factor:  # a thin strip: every factor-th sample is enough
+        return np.ascontiguousarray(values[::factor, ::factor])
+    out_rows, out_columns = rows // factor, columns // factor
+    total = np.zeros((out_rows, out_columns, *values.shape[2:]), dtype=np.float32)
+    for i in range(factor):
+        for j in range(factor):
+            total += values[i : out_rows * factor : factor, j : out_columns * factor : factor]
+    total /= factor * factor
+    if np.issubdtype(values.dtype, np.integer):
+        info = np.iinfo(values.dtype)
+        return np.clip(np.rint(total), info.min, info.max).astype(values.dtype)
+    return total.astype(values.dtype)
