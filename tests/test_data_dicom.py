@@ -31,7 +31,7 @@ def hounsfield(ds: pydicom.Dataset) -> np.ndarray:
 # --- grayscale: rescale, window, inversion -----------------------------------------------------
 
 def test_ct_small_uses_rescale_and_the_default_ct_window():
-    loaded = load_image(pydicom_file("CT_small.dcm"))
+    loaded = load_image(pydicom_file("CT_small.dcm"), config=LoaderConfig(show_dicom_text=True))
     ds = reference("CT_small.dcm")
     assert loaded.source_format == "dicom"
     assert loaded.display.mode == "L" and loaded.display.size == (128, 128)
@@ -43,6 +43,7 @@ def test_ct_small_uses_rescale_and_the_default_ct_window():
         "study_description": "e+1",
         "photometric_interpretation": "MONOCHROME2",
         "slice_thickness_mm": "5",
+        "image_comments": "Uncompressed",
         "image_size": "128 × 128",
         "pixel_spacing_mm": "0.661468 × 0.661468",
         "window": "C 40 / W 400 (default for CT)",
@@ -112,7 +113,8 @@ def test_monochrome1_is_inverted(tmp_path):
 
 
 def test_examples_overlay_takes_first_of_several_windows():
-    loaded = load_image(pydicom_file("examples_overlay.dcm"), config=NO_OVERLAYS)
+    loaded = load_image(pydicom_file("examples_overlay.dcm"),
+                        config=LoaderConfig(draw_overlays=False, show_dicom_text=True))
     ds = reference("examples_overlay.dcm")
     assert loaded.display.size == (484, 300)
     assert np.array_equal(np.asarray(loaded.display), window_to_uint8(ds.pixel_array, 450, 790))
@@ -449,3 +451,32 @@ def test_overlay_plane_is_reduced_with_the_frame():
     reduced = mask[: rows // 2 * 2, : columns // 2 * 2].reshape(rows // 2, 2, columns // 2, 2)
     assert (shown[reduced.any(axis=(1, 3))] == 255).all()
     assert loaded.metadata["overlays"] == "1 drawn"
+
+
+# --- free-text tags can name the patient: hidden unless allowed (issue 15, item 6) -------------
+
+def _named_in_free_text(ds):
+    ds.StudyDescription = "CT chest for Doe^Jane"
+    ds.SeriesDescription = "Jane Doe follow-up"
+    ds.ImageComments = "pt Jane Doe, bed 4"
+
+
+def test_free_text_tags_are_hidden_by_default(tmp_path, monkeypatch):
+    monkeypatch.delenv("MEDCAP_SHOW_DICOM_TEXT", raising=False)
+    path = edited_dicom("CT_small.dcm", tmp_path / "scan.dcm", _named_in_free_text)
+    metadata = load_image(path).metadata
+    assert not any("Doe" in value for value in metadata.values())
+    assert {"study_description", "series_description", "image_comments"}.isdisjoint(metadata)
+    assert metadata["modality"] == "CT"  # coded tags are still shown
+
+
+@pytest.mark.parametrize("value, shown", [("1", True), ("true", True), ("0", False), ("", False),
+                                          ("maybe", False)])
+def test_free_text_tags_follow_the_setting(tmp_path, monkeypatch, value, shown):
+    monkeypatch.setenv("MEDCAP_SHOW_DICOM_TEXT", value)
+    path = edited_dicom("CT_small.dcm", tmp_path / "scan.dcm", _named_in_free_text)
+    metadata = load_image(path).metadata
+    assert ("image_comments" in metadata) is shown
+    if shown:
+        assert metadata["study_description"] == "CT chest for Doe^Jane"
+        assert METADATA_LABELS["image_comments"] == "Image comments"

@@ -24,6 +24,8 @@ class LoaderConfig:
         many pixels (JPEG: `Image.draft` while decoding; other rasters: `Image.reduce`; DICOM: a
         block mean of the frame before any float conversion), so no full-size float or RGB copy
         is ever made. Caption models downscale to under 1 MP anyway. None keeps full resolution.
+    show_dicom_text: copy DICOM free-text descriptions (which may name the patient) into the
+        metadata; None leaves it to the MEDCAP_SHOW_DICOM_TEXT setting (off unless set to 1).
     """
 
     max_pixels: int = 64_000_000
@@ -35,6 +37,7 @@ class LoaderConfig:
     )
     draw_overlays: bool = True
     max_decoded_pixels: int | None = None
+    show_dicom_text: bool | None = None
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ per-modality default (LoaderConfig.default_windows), then MONOCHROME1 inversion.
 RGB / YBR (converted by pydicom) and PALETTE COLOR (through its lookup tables). Multi-frame
 series show their middle frame. Overlay planes (annotations) are drawn in white, as viewers do
 (medcap.data.overlays). Metadata comes from an allow-list of tags, so patient
-identifiers (name, ID, birth date, accession number, institution, ...) can never leak out.
+identifiers (name, ID, birth date, accession number, institution, ...) can never leak out; free-text
+descriptions only when MEDCAP_SHOW_DICOM_TEXT allows (medcap.data.metadata).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from medcap.data.pixels import (
     window_to_uint8,
 )
 from medcap.data.items import LoadedImage
-from medcap.data.metadata import METADATA_FIELDS
+from medcap.data.metadata import METADATA_FIELDS, free_text_allowed
 from medcap.data.overlays import draw_overlays
 
 PIXEL_DATA_KEYWORDS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
@@ -67,7 +68,8 @@ def load_dicom(data: bytes, label: str, config: LoaderConfig) -> LoadedImage:
     if config.draw_overlays and display.mode == "L":
         drawn, result = draw_overlays(ds, np.asarray(display), index, frames, scale)
         display, overlays = Image.fromarray(drawn, "L"), result.describe()
-    metadata = _metadata(ds, transfer_syntax, frames, index, window)
+    show_text = free_text_allowed() if config.show_dicom_text is None else config.show_dicom_text
+    metadata = _metadata(ds, transfer_syntax, frames, index, window, show_text)
     if overlays:
         metadata["overlays"] = overlays
     return LoadedImage(
@@ -242,9 +244,12 @@ def _first_number(value: object) -> float | None:
         return None
 
 
-def _metadata(ds: Dataset, uid: UID, frames: int, index: int, window: str | None) -> dict[str, str]:
+def _metadata(ds: Dataset, uid: UID, frames: int, index: int, window: str | None,
+              show_text: bool = False) -> dict[str, str]:
     metadata: dict[str, str] = {}
     for field in METADATA_FIELDS:
+        if field.free_text and not show_text:
+            continue
         text = _clean(ds.get(field.keyword))
         if text and field.numeric:
             text = _number_text(text)
