@@ -3,7 +3,9 @@
 Rows are appended one batch at a time with a single `os.write` on an O_APPEND descriptor and
 fsync'd, so an interrupted run leaves whole rows behind; the only damage a hard kill or power loss
 can do is a torn last line, which `ResultsWriter` detects and cuts off when it reopens the file.
-Finished (image_id, model) pairs are read back so a rerun skips them.
+Finished (image_id, model) pairs are read back so a rerun skips them. A fresh start
+(`overwrite=True`) writes beside the old file and replaces it only at `commit()`, so a run that
+fails or is interrupted leaves the old results as they were.
 """
 
 from __future__ import annotations
@@ -73,16 +75,26 @@ def _repair_torn_tail(path: Path) -> int:
         return size - cut
 
 
+def staging_path(path: Path) -> Path:
+    """Where an overwriting run writes until `commit()`: a hidden file beside `path`."""
+    return path.with_name(f".{path.name}.partial")
+
+
 class ResultsWriter:
     """Appends result rows to a CSV and knows which (image_id, model) pairs are finished."""
 
     def __init__(self, path: str | Path, *, overwrite: bool = False) -> None:
-        self.path = Path(path)
+        self.target = Path(path)
+        if self.target.is_dir():
+            raise ResultsFileError(
+                f"{self.target} is a folder; the results need a file name, such as "
+                f"{self.target / 'results.csv'}.")
+        self.path = staging_path(self.target) if overwrite else self.target
         self.repaired_bytes = 0
         self.done: set[tuple[str, str]] = set()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if overwrite and self.path.exists():
-            self.path.unlink()
+        if overwrite:
+            self.path.unlink(missing_ok=True)  # a previous interrupted fresh start
         if self.path.exists() and self.path.stat().st_size > 0:
             self.repaired_bytes = _repair_torn_tail(self.path)
             self.done = self._read_done()
@@ -123,3 +135,14 @@ class ResultsWriter:
             return
         self._append(_encode(rows))
         self.done.update((row.image_id, row.model) for row in rows)
+
+    def commit(self) -> None:
+        """Put an overwriting run's rows in place of the old file (atomic rename)."""
+        if self.path != self.target:
+            os.replace(self.path, self.target)
+            self.path = self.target
+
+    def discard(self) -> None:
+        """Drop an overwriting run's rows; the old file stays as it was."""
+        if self.path != self.target:
+            self.path.unlink(missing_ok=True)

@@ -224,3 +224,69 @@ def test_each_unavailable_command_names_itself(monkeypatch, capsys):
                                           "evaluate": "medcap.no_such_evaluate"})
     assert cli.main(["caption"]) == 2
     assert "the 'caption' command is unavailable" in capsys.readouterr().err
+
+
+# --- data safety: nothing is lost before the run has succeeded (issue 15, item 7) --------------
+
+def _old_results(path: Path) -> str:
+    writer = ResultsWriter(path)
+    writer.write([ResultRow("old-1", "truth", "an earlier caption", 0.5, "blip", ResultRow.now(),
+                            "test")])
+    return path.read_text(encoding="utf-8")
+
+
+def test_overwrite_with_a_missing_source_keeps_the_old_results(tmp_path, tiny_blip_dir, capsys):
+    out = tmp_path / "r.csv"
+    before = _old_results(out)
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--images",
+                 str(tmp_path / "nowhere"), "--out", str(out), "--overwrite", "--no-progress"])
+    assert code == 2
+    assert out.read_text(encoding="utf-8") == before
+    assert "error:" in capsys.readouterr().err
+
+
+def test_overwrite_with_a_model_that_cannot_load_keeps_the_old_results(tmp_path, image_folder,
+                                                                       capsys):
+    out = tmp_path / "r.csv"
+    before = _old_results(out)
+    code = main(["caption", "--model", f"blip={tmp_path / 'missing'}", "--images",
+                 str(image_folder), "--out", str(out), "--overwrite", "--no-progress"])
+    assert code == 1
+    assert out.read_text(encoding="utf-8") == before
+    assert "was left as it was" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "r.csv"]  # no staging file
+
+
+def test_overwrite_replaces_the_old_results_once_the_run_has_finished(tmp_path, image_folder,
+                                                                      tiny_blip_dir):
+    out = tmp_path / "r.csv"
+    _old_results(out)
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(image_folder),
+                 "--out", str(out), "--overwrite", "--max-new-tokens", "4", "--no-progress"])
+    assert code == 0
+    assert sorted(r["image_id"] for r in _rows(out)) == ["a", "b", "broken", "c"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["images", "r.csv"]
+
+
+@pytest.mark.parametrize("flag, value", [("--limit", "-1"), ("--batch-size", "0"),
+                                         ("--num-beams", "0"), ("--max-new-tokens", "-3")])
+def test_counts_below_one_are_one_clear_line(tmp_path, image_folder, tiny_blip_dir, capsys,
+                                             flag, value):
+    out = tmp_path / "r.csv"
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(image_folder),
+                 "--out", str(out), flag, value, "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err == f"error: {flag} must be 1 or more, not {value}.\n"
+    assert not out.exists()
+
+
+def test_out_that_is_a_folder_is_one_clear_line(tmp_path, image_folder, tiny_blip_dir, capsys):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    code = main(["caption", "--model", f"blip={tiny_blip_dir}", "--images", str(image_folder),
+                 "--out", str(folder), "--no-progress"])
+    assert code == 2
+    assert capsys.readouterr().err == (
+        f"error: {folder} is a folder; the results need a file name, such as "
+        f"{folder / 'results.csv'}.\n")
+    assert list(folder.iterdir()) == []

@@ -2,8 +2,10 @@
 
 Models run one after another (only one is in memory at a time). Results are appended batch by
 batch; a rerun with the same --out skips every (image_id, model) pair already there, so an
-interrupted job resumes where it stopped. An image that cannot be read becomes a row with the
-reason in `error`; a model that cannot be loaded is reported and the other models still run.
+interrupted job resumes where it stopped. --overwrite writes a fresh CSV beside the old one and
+swaps it in at the end, so a failed or interrupted fresh start loses nothing. An image that
+cannot be read becomes a row with the reason in `error`; a model that cannot be loaded is
+reported and the other models still run.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--images", required=True, metavar="SOURCE",
                    help="image folder (optional captions.csv), ROCOv2 parquet file/folder, or a "
                         "hub dataset id such as eltorio/ROCOv2-radiology")
-    p.add_argument("--out", required=True, help="results CSV (appended to and resumed)")
+    p.add_argument("--out", required=True,
+                   help="results CSV (appended to and resumed; with --overwrite, replaced once the "
+                        "new run has finished)")
     p.add_argument("--split", default=None, help="dataset split (ROCOv2: train/validation/test)")
     p.add_argument("--limit", type=int, default=None, help="caption at most this many images")
     p.add_argument("--batch-size", type=int, default=None, help="images per generate call")
@@ -240,18 +244,35 @@ def _duration(seconds: float) -> str:
     return f"{minutes}m {secs:02d}s" if minutes else f"{seconds:.1f} s"
 
 
-def run(args: argparse.Namespace) -> int:
-    from medcap.data import DataSourceError
+NUMBER_FLAGS = ("limit", "batch_size", "max_new_tokens", "num_beams", "max_pixels")
 
-    specs, problems = build_specs(args)
+
+def number_problems(args: argparse.Namespace) -> list[str]:
+    """One line per count flag below 1 (argparse only checks that it is a whole number)."""
+    return [f"--{name.replace('_', '-')} must be 1 or more, not {value}."
+            for name in NUMBER_FLAGS if (value := getattr(args, name, None)) is not None and value < 1]
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check every argument and the image source before touching --out, then caption. With
+    --overwrite the new CSV replaces the old one only once the run has finished."""
+    from medcap.data import DataSourceError, iter_records
+
+    problems = number_problems(args)
+    specs, spec_problems = build_specs(args) if not problems else ([], [])
+    problems += spec_problems
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)
     if not specs:
         return 2
     try:
+        iter_records(args.images, split=args.split, limit=args.limit)  # checks the source now
         writer = ResultsWriter(args.out, overwrite=args.overwrite)
-    except ResultsFileError as exc:
+    except (DataSourceError, ResultsFileError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: cannot write {args.out}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     if writer.repaired_bytes:
         print(f"note: cut a torn last line ({writer.repaired_bytes} bytes) from {args.out}, "
@@ -259,14 +280,31 @@ def run(args: argparse.Namespace) -> int:
     if writer.done:
         print(f"resuming: {len(writer.done)} (image, model) results already in {args.out}",
               file=sys.stderr)
-    failed = bool(problems)
+    try:
+        code = _caption_every_model(specs, args, writer, failed=bool(problems))
+    finally:
+        writer.discard()  # an overwriting run that did not commit leaves the old CSV as it was
+    return code
+
+
+def _caption_every_model(specs: list[ModelSpec], args: argparse.Namespace, writer: ResultsWriter,
+                         failed: bool) -> int:
+    from medcap.data import DataSourceError
+
+    ran = False
     for spec in specs:
         try:
             caption_with_model(spec, args, writer)
+            ran = True
         except ModelLoadError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True
         except DataSourceError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+    if not ran:
+        if args.overwrite:
+            print(f"note: no model ran, so {args.out} was left as it was", file=sys.stderr)
+        return 1
+    writer.commit()
     return 1 if failed else 0
