@@ -7,11 +7,10 @@ in `medcap.app`.
 
 from __future__ import annotations
 
-import os
-
 import gradio as gr
 
 from medcap.app.cards import CARD_CSS, disclaimer_html
+from medcap.app.launch import blocks_kwargs, launch_kwargs, server_name
 from medcap.app.studio import Studio
 from medcap.app.tabs.agreement import build_agreement_tab
 from medcap.app.tabs.caption import build_caption_tab
@@ -25,7 +24,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
     """The whole page; `studio` holds the state, so tests can build it with tiny models.
     Each tab lays out and wires itself (`medcap.app.tabs`); tabs that act on another get its
     components by name."""
-    with gr.Blocks(title="medcap review studio") as demo:
+    with gr.Blocks(title="medcap review studio", **blocks_kwargs(studio.options)) as demo:
         gr.HTML(disclaimer_html())
         with gr.Tabs() as tabs:
             build_caption_tab(studio)
@@ -49,6 +48,4 @@ if __name__ == "__main__":
         raise SystemExit(f"error: {exc}") from None
     demo = build_demo(studio)
     studio.warm_up_in_background()  # data and scores, not model weights: those load on first use
-    # A Space must listen on all interfaces; on a workstation, stay on loopback unless asked.
-    default_host = "0.0.0.0" if os.environ.get("SPACE_ID") else "127.0.0.1"
-    demo.launch(server_name=os.environ.get("GRADIO_SERVER_NAME", default_host), **LAUNCH_OPTIONS)
+    demo.launch(server_name=server_name(), **LAUNCH_OPTIONS, **launch_kwargs(studio.options))

@@ -62,10 +62,12 @@ def write_results(path: Path) -> Path:
     return path
 
 
-def launch_app(work: Path, blip_dir: Path, qwen_dir: Path):
+def launch_app(work: Path, blip_dir: Path, qwen_dir: Path, **option_overrides):
     """Build the studio over tiny models, the results CSV and (with medcap.data) a parquet
-    sample, launch it on 127.0.0.1 and return (demo, url, studio). GRADIO_TEMP_DIR must be set."""
+    sample, launch it on 127.0.0.1 and return (demo, url, studio). GRADIO_TEMP_DIR must be set.
+    `option_overrides`: AppOptions fields (upload limits, say) for one test's own server."""
     import app
+    from medcap.app.launch import launch_kwargs
 
     data_source = None
     if HAS_DATA_LAYER:
@@ -76,22 +78,23 @@ def launch_app(work: Path, blip_dir: Path, qwen_dir: Path):
         runs_dir=work / "runs", check_memory=False)
     options = AppOptions(results_csv=write_results(work / "results.csv"),
                          dataset_label="roco-test", export_dir=work / "gradio-tmp" / "exports",
-                         examples=[])
+                         examples=[], **option_overrides)
     studio = Studio(settings, options)
     demo = app.build_demo(studio)
     _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
-                            **app.LAUNCH_OPTIONS)
+                            **app.LAUNCH_OPTIONS, **launch_kwargs(options))
     return demo, url, studio
 
 
 @contextlib.contextmanager
-def running_app(work: Path, blip_dir: Path, qwen_dir: Path) -> Iterator[tuple[str, Studio]]:
+def running_app(work: Path, blip_dir: Path, qwen_dir: Path,
+                **option_overrides) -> Iterator[tuple[str, Studio]]:
     """(url, studio) of an app launched by `launch_app` with its own GRADIO_TEMP_DIR under
     `work`; closed, and the environment restored, on exit."""
     monkey = pytest.MonkeyPatch()
     monkey.setenv("GRADIO_TEMP_DIR", str(work / "gradio-tmp"))
     try:
-        demo, url, studio = launch_app(work, blip_dir, qwen_dir)
+        demo, url, studio = launch_app(work, blip_dir, qwen_dir, **option_overrides)
         try:
             yield url, studio
         finally:

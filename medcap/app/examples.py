@@ -6,10 +6,10 @@ examples in assets/examples are copied into the Gradio temp dir once.
 
 from __future__ import annotations
 
-import os
 import shutil
-import tempfile
 from pathlib import Path
+
+from medcap.app.tempfiles import gradio_temp_dir
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 
@@ -24,8 +24,7 @@ def bundled_examples() -> list[Path]:
 
 def stage_examples(paths: list[Path], destination: Path | None = None) -> list[Path]:
     """Copy example files where Gradio may serve them; missing files are dropped."""
-    folder = destination or Path(
-        os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-examples"
+    folder = destination or gradio_temp_dir() / "medcap-examples"
     folder.mkdir(parents=True, exist_ok=True)
     staged = []
     for path in paths:

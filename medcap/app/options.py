@@ -9,7 +9,12 @@ knobs only the app needs, read from the same `MEDCAP_*` environment:
 - ``MEDCAP_SAMPLE``: how many dataset rows the Compare tab loads (default 200);
 - ``MEDCAP_DATASET_LABEL``: the name reviews are filed under (default: data source + split);
 - ``MEDCAP_FACT_SHADE_BELOW``: fact words (side, modality, anatomy, finding, negation) whose
-  token probability is below this are always marked in the caption cards (default 0.9).
+  token probability is below this are always marked in the caption cards (default 0.9);
+- ``MEDCAP_MAX_UPLOAD_MB``: the largest upload the server accepts (default 50);
+- ``MEDCAP_MAX_UPLOAD_MEGAPIXELS``: larger uploads are refused with a message (default 40; caption
+  models use under 1 megapixel, and uploads are decoded reduced to 4 MP at most);
+- ``MEDCAP_TEMP_MINUTES``: uploads' derived previews and exports are deleted from the server's
+  temp folder after this long (default 60). Uploaded files themselves go as soon as they are read.
 """
 
 from __future__ import annotations
@@ -36,6 +41,11 @@ class AppOptions:
     export_dir: Path | None = None
     examples: list[Path] = field(default_factory=bundled_examples)
     fact_shade_below: float = 0.9
+    max_upload_mb: int = 50
+    max_upload_megapixels: int = 40
+    decoded_megapixels: int = 4
+    temp_minutes: int = 60
+    exports_kept: int = 5
 
     @property
     def highlight_style(self) -> HighlightStyle:
@@ -51,16 +61,15 @@ class AppOptions:
         if env.get("MEDCAP_EVALUATION"):
             options.evaluation_csv = Path(env["MEDCAP_EVALUATION"])
         if env.get("MEDCAP_SAMPLE"):
-            try:
-                options.sample_size = max(1, int(env["MEDCAP_SAMPLE"]))
-            except ValueError:
-                raise ValueError(f"MEDCAP_SAMPLE must be a whole number of dataset rows, not "
-                                 f"{env['MEDCAP_SAMPLE']!r}.") from None
+            options.sample_size = max(1, _whole_number(env, "MEDCAP_SAMPLE", "dataset rows"))
         if env.get("MEDCAP_DATASET_LABEL"):
             options.dataset_label = env["MEDCAP_DATASET_LABEL"]
         if env.get("MEDCAP_FACT_SHADE_BELOW"):
             options.fact_shade_below = _probability("MEDCAP_FACT_SHADE_BELOW",
                                                     env["MEDCAP_FACT_SHADE_BELOW"])
+        for name, attribute, unit in _POSITIVE_SETTINGS:
+            if env.get(name):
+                setattr(options, attribute, _whole_number(env, name, unit, minimum=1))
         return options
 
 
@@ -71,4 +80,22 @@ def _probability(name: str, text: str) -> float:
         value = float("nan")
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be a probability between 0 and 1, not {text!r}.")
+    return value
+
+
+_POSITIVE_SETTINGS = (
+    ("MEDCAP_MAX_UPLOAD_MB", "max_upload_mb", "megabytes"),
+    ("MEDCAP_MAX_UPLOAD_MEGAPIXELS", "max_upload_megapixels", "megapixels"),
+    ("MEDCAP_TEMP_MINUTES", "temp_minutes", "minutes"),
+)
+
+
+def _whole_number(env: Mapping[str, str], name: str, unit: str, minimum: int | None = None) -> int:
+    """`env[name]` as an int, or a ValueError naming the setting (the app says it and stops)."""
+    try:
+        value = int(env[name])
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of {unit}, not {env[name]!r}.") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be {minimum} or more {unit}, not {value}.")
     return value

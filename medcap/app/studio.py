@@ -8,7 +8,6 @@ happen on first use, so building the page stays fast.
 from __future__ import annotations
 
 import os
-import tempfile
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +24,8 @@ from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
 from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
-from medcap.data import ImageLoadError, load_image
+from medcap.app.tempfiles import discard_upload, gradio_temp_dir, prune_exports, was_discarded
+from medcap.data import ImageLoadError, LoaderConfig, load_image
 from medcap.review import (
     VERDICTS,
     Review,
@@ -81,10 +81,11 @@ class ItemView:
     style: HighlightStyle = field(default_factory=HighlightStyle)
 
 
-def _load_upload(path: str | Path) -> tuple[Image.Image, Image.Image, dict[str, str], str]:
+def _load_upload(path: str | Path, config: LoaderConfig
+                 ) -> tuple[Image.Image, Image.Image, dict[str, str], str]:
     """(model image, display image, metadata, format) through `medcap.data` (DICOM included)."""
     try:
-        loaded = load_image(Path(path), name=Path(path).name)
+        loaded = load_image(Path(path), name=Path(path).name, config=config)
     except ImageLoadError as exc:
         raise UploadError(str(exc)) from exc
     return loaded.image, loaded.display, dict(loaded.metadata), loaded.source_format
@@ -157,10 +158,24 @@ class Studio:
             raise UploadError("Upload a PNG, JPEG or DICOM file first.")
         if not labels:
             raise UploadError("Choose at least one model.")
-        image, display, metadata, source_format = _load_upload(path)
+        if was_discarded(path):
+            raise UploadError("That upload was deleted from the server once it had been read, so "
+                              "no patient data stays behind: upload the file again.")
+        try:
+            image, display, metadata, source_format = _load_upload(path, self.upload_config)
+        finally:  # the upload (a DICOM's name and tags) must not outlive its decoding
+            discard_upload(path, keep=self.options.examples)
         cards = self.pool.caption_cards(list(labels), image, prompt, progress)
         return UploadResult(display, metadata, cards, source_format,
                             style=self.options.highlight_style)
+
+    @property
+    def upload_config(self) -> LoaderConfig:
+        """Uploads: refused above the app's size limits, decoded reduced (see AppOptions)."""
+        options = self.options
+        return LoaderConfig(max_pixels=options.max_upload_megapixels * 1_000_000,
+                            max_file_bytes=options.max_upload_mb * 1024 * 1024,
+                            max_decoded_pixels=options.decoded_megapixels * 1_000_000)
 
     # -- comparison ----------------------------------------------------------------------------
 
@@ -306,8 +321,9 @@ class Studio:
         """All completed reviews (drafts left out) as a spreadsheet-safe CSV file."""
         if not self.store.count():
             raise UploadError("No completed reviews to export yet.")
-        folder = self.options.export_dir or Path(
-            os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio") / "medcap-exports"
+        folder = Path(self.options.export_dir or gradio_temp_dir() / "medcap-exports")
+        prune_exports(folder, keep=self.options.exports_kept - 1,
+                      max_age_s=self.options.temp_minutes * 60)
         stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
         return export_store_csv(self.store, Path(folder) / f"medcap-reviews-{stamp}.csv")
 
