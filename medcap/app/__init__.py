@@ -8,5 +8,8 @@
 - `table.EvaluationTable`: server-side search / filter / sort / paging (30k rows stay on the server);
 - `cards`, `highlight`, `views`: escaped HTML and the values each widget receives;
 - `options.AppOptions`: the app-only settings (`MEDCAP_RESULTS`, `MEDCAP_EVALUATION`,
-  `MEDCAP_SAMPLE`, `MEDCAP_DATASET_LABEL`); everything else is `medcap.config.Settings`.
+  `MEDCAP_SAMPLE`, `MEDCAP_DATASET_LABEL`, upload limits, temp-file lifetime); everything else
+  is `medcap.config.Settings`;
+- `launch`: the `gr.Blocks` / `launch()` keyword arguments (upload size cap, cache sweeping);
+- `tempfiles`: uploads deleted once decoded, old exports pruned.
 """
