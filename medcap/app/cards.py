@@ -16,6 +16,7 @@ from medcap.app.highlight import (
     HighlightStyle,
     render_caption,
 )
+from medcap.metrics.config import HEADLINE_METRICS, metric_label
 
 
 @dataclass(frozen=True)
@@ -23,8 +24,7 @@ class ScoreLabels:
     """Which per-caption scores a card shows, in order, with their conventional names."""
 
     names: Mapping[str, str] = field(default_factory=lambda: {
-        "bleu4": "BLEU-4", "meteor": "METEOR", "rouge_l": "ROUGE-L", "cider_d": "CIDEr-D",
-    })
+        name: metric_label(name) for name in HEADLINE_METRICS})
 
 
 SCORE_LABELS = ScoreLabels()

@@ -16,6 +16,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from medcap.app.table import ALL
+from medcap.results import read_results_csv  # noqa: F401 - the format's one reader, used by the app
 
 
 @dataclass
@@ -122,17 +123,6 @@ def items_from_results(frame: pd.DataFrame) -> dict[str, ComparisonItem]:
         if seconds != "":
             item.seconds[model] = float(seconds)
     return items
-
-
-def read_results_csv(path: str | Path) -> pd.DataFrame:
-    """A results CSV with text columns kept as text (image ids like '0012' stay intact)."""
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = {"image_id", "model", "generated_caption"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path} is not a results CSV: missing column(s) {', '.join(sorted(missing))}.")
-    if "processing_time_sec" in frame:
-        frame["processing_time_sec"] = pd.to_numeric(frame["processing_time_sec"], errors="coerce")
-    return frame
 
 
 def build_comparison_set(name: str, results: pd.DataFrame | None, records: Iterable[Any] = ()

@@ -8,24 +8,18 @@ Computation happens on first use and again only for a model that got new caption
 
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 import pandas as pd
 
 from medcap.app.comparison import ComparisonSet
+from medcap.metrics.config import HEADLINE_METRICS
+from medcap.results import TEXT_COLUMNS, read_evaluation_csv  # noqa: F401 - the format's one reader
 
-CARD_METRICS: tuple[str, ...] = ("bleu4", "meteor", "rouge_l", "cider_d")
-#: Text columns of a `medcap evaluate` CSV: never metrics, even when pandas reads them as numbers
-#: (a `fact_contradictions` column that is empty in every row reads as all-NaN floats).
-TEXT_COLUMNS: tuple[str, ...] = (
-    "image_id", "model", "modality", "generated_caption", "original_caption", "split",
-    "timestamp", "error", "model_source", "processing_time_sec", "fact_contradictions",
-)
+CARD_METRICS: tuple[str, ...] = HEADLINE_METRICS
 
 
 @dataclass(frozen=True)
@@ -157,8 +151,8 @@ def _group_reasons(unavailable: Mapping[str, str]) -> str:
 
 def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
     """Per-model score frames from an evaluation CSV (its metric columns are the numeric ones)."""
-    metrics = [c for c in frame.columns
-               if c not in TEXT_COLUMNS and pd.api.types.is_numeric_dtype(frame[c])]
+    metrics = [c for c in frame.columns if c not in TEXT_COLUMNS and c != "processing_time_sec"
+               and pd.api.types.is_numeric_dtype(frame[c])]
     summary = frame.attrs.get("summary_models", {})
     result = {}
     for model, group in frame.groupby("model", sort=False):
@@ -171,21 +165,3 @@ def _split_evaluation(frame: pd.DataFrame) -> dict[str, ModelScores]:
     return result
 
 
-def read_evaluation_csv(path) -> pd.DataFrame:
-    """The per-image CSV of `medcap evaluate`, ids as text, scores as numbers."""
-    frame = pd.read_csv(path, dtype={"image_id": str, "model": str})
-    for column in ("modality", "generated_caption", "original_caption", "fact_contradictions"):
-        if column in frame:
-            frame[column] = frame[column].fillna("").astype(str)
-    missing = {"image_id", "model"} - set(frame.columns)
-    if missing:
-        raise ValueError(f"{path} is not an evaluation CSV: missing {', '.join(sorted(missing))}.")
-    from medcap.cli.evaluate import EvaluationPaths  # where `medcap evaluate` puts its summary
-
-    summary = EvaluationPaths(Path(path)).summary_json
-    if summary.is_file():
-        try:
-            frame.attrs["summary_models"] = json.loads(summary.read_text(encoding="utf-8"))["models"]
-        except (OSError, ValueError, KeyError, TypeError):
-            pass  # an unreadable summary: fall back to per-caption means
-    return frame

@@ -16,6 +16,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from medcap.metrics.config import HEADLINE_METRICS, METRICS
+
 ALL = "All"
 """Filter value meaning "no filter" (what the dropdowns show)."""
 
@@ -58,9 +60,7 @@ class TableLayout:
         "generated_caption", "original_caption", "verdict", "fact_contradictions",
     )
     not_metrics: tuple[str, ...] = ("processing_time_sec", "seconds", "version")
-    preferred_metrics: tuple[str, ...] = (
-        "bleu4", "meteor", "rouge_l", "cider_d", "bleu1", "bleu2", "bleu3", "rouge1", "bertscore",
-    )
+    preferred_metrics: tuple[str, ...] = HEADLINE_METRICS + tuple(m for m in METRICS if m not in HEADLINE_METRICS)
     decimals: int = 3
 
 

@@ -7,10 +7,10 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 
-from medcap.metrics.bertscore import BertScorer, MetricUnavailable
+from medcap.metrics.bertscore import BertScorer, BertScores, MetricUnavailable
 from medcap.metrics.bleu import bleu_counts, bleu_scores
 from medcap.metrics.cider import cider_d_scores
-from medcap.metrics.config import ALL_METRICS, DEFAULT_METRICS, MetricsConfig
+from medcap.metrics.config import DEFAULT_METRICS, MetricsConfig, metric_names
 from medcap.metrics.facts_scores import expand_fact_metrics, fact_columns
 from medcap.metrics.meteor import MeteorScorer
 from medcap.metrics.ngrams import ngram_counts
@@ -47,6 +47,12 @@ def _bert_scorer(config: MetricsConfig) -> BertScorer:
     return scorer
 
 
+def loaded_bertscore_layers(config: MetricsConfig) -> int | None:
+    """The layer the BERTScore scorer for `config` uses, once it has been loaded."""
+    scorer = _scorer_cache.get(("bertscore", config.bertscore))
+    return scorer.num_layers if isinstance(scorer, BertScorer) else None
+
+
 def _rouge_stemmer(config: MetricsConfig):
     if not config.rouge.use_stemmer:
         return None
@@ -65,6 +71,7 @@ class _Pairs:
         self._coco: tuple | None = None
         self._rouge: tuple | None = None
         self._ngrams: tuple | None = None
+        self._bert: BertScores | None = None
 
     @property
     def coco_tokens(self) -> tuple[list[list[str]], list[list[str]]]:
@@ -139,8 +146,11 @@ def _rouge_1(pairs: _Pairs) -> np.ndarray:
     return np.array([rouge_1_f(ref, cand) for cand, ref in zip(cand_tokens, ref_tokens)], dtype=np.float64)
 
 
-def _bertscore(pairs: _Pairs) -> np.ndarray:
-    return _bert_scorer(pairs.config).score(pairs.candidates, pairs.references)
+def bert_scores(pairs: _Pairs) -> BertScores:
+    """P, R and F1 computed once for the pairs, whichever of the three was asked for first."""
+    if pairs._bert is None:
+        pairs._bert = _bert_scorer(pairs.config).score_all(pairs.candidates, pairs.references)
+    return pairs._bert
 
 
 def _clipscore(pairs: _Pairs) -> np.ndarray:
@@ -149,8 +159,23 @@ def _clipscore(pairs: _Pairs) -> np.ndarray:
 
 _SINGLE: dict[str, Callable[[_Pairs], np.ndarray]] = {
     "meteor": _meteor, "rouge_l": _rouge_l, "rouge1": _rouge_1, "cider_d": _cider,
-    "bertscore": _bertscore, "clipscore": _clipscore,
+    "bertscore": lambda pairs: bert_scores(pairs).f1,
+    "bertscore_precision": lambda pairs: bert_scores(pairs).precision,
+    "bertscore_recall": lambda pairs: bert_scores(pairs).recall,
+    "clipscore": _clipscore,
 }
+
+
+def register_scorer(name: str, scorer: Callable[[_Pairs], np.ndarray]) -> None:
+    """Plug in a per-caption metric (its name and label go in `config.METRICS`)."""
+    _SINGLE[name] = scorer
+
+
+def known_metrics() -> tuple[str, ...]:
+    """Metric names `score_captions` accepts: the table's lexical and model metrics with a scorer,
+    and the fact check's."""
+    scored = tuple(name for name in metric_names("lexical", "model") if name in _SINGLE or name.startswith("bleu"))
+    return scored + metric_names("facts")
 
 
 def score_captions(
@@ -171,9 +196,9 @@ def score_captions(
     if len(candidates) != len(references):
         raise ValueError(f"{len(candidates)} candidates but {len(references)} references")
     requested = list(dict.fromkeys(metrics if metrics is not None else DEFAULT_METRICS))
-    unknown = [name for name in requested if name not in ALL_METRICS]
+    unknown = [name for name in requested if name not in known_metrics()]
     if unknown:
-        raise ValueError(f"unknown metrics {unknown}; known: {list(ALL_METRICS)}")
+        raise ValueError(f"unknown metrics {unknown}; known: {list(known_metrics())}")
     config = config or MetricsConfig()
     norm = Normalization.named(normalization)
     pairs = _Pairs(candidates, references, norm, config)
