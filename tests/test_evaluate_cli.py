@@ -76,3 +76,95 @@ def test_evaluate_rejects_bad_input(tmp_path, capsys):
 def test_module_entry_point_help():
     done = subprocess.run([sys.executable, "-m", "medcap", "evaluate", "--help"], capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1])
     assert done.returncode == 0 and "--predictions" in done.stdout and "imageclef" in done.stdout
+
+
+def test_protocol_summary_has_official_names_and_the_csv_carries_captions(results_csv, tmp_path):
+    from medcap.results import read_evaluation_csv
+
+    out = tmp_path / "eval.csv"
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(out), "--protocol", "imageclef-2022"]) == 0
+    summary = json.loads((tmp_path / "eval_summary.json").read_text())
+    assert summary["protocol"] == "imageclef-2022"
+    assert set(summary["models"]["blip"]["official"]) == {"bleu", "rouge1"}
+    frame = read_evaluation_csv(out)
+    blip = frame[frame["model"] == "blip"].set_index("image_id")
+    assert blip.loc["img2", "generated_caption"] == "MRI of the knee joint."
+    assert blip.loc["img2", "original_caption"] == "Sagittal MRI of the knee."
+    assert blip.loc["img1", "bleu"] == pytest.approx(1.0) and frame["rouge1"].dtype.kind == "f"
+    assert summary["models"]["blip"]["official"]["rouge1"] == pytest.approx(blip["rouge1"].mean())
+
+
+def test_protocols_refuse_medcap_only_options(results_csv, tmp_path, capsys):
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(tmp_path / "e.csv"), "--protocol", "coco", "--metrics", "bleu4"]) == 2
+    assert "medcap protocol" in capsys.readouterr().err
+    assert not (tmp_path / "e.csv").exists()
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+HEADER = "image_id,original_caption,generated_caption,model,error\n"
+
+
+def test_out_equal_to_predictions_or_a_folder_is_one_clear_line(results_csv, tmp_path, capsys):
+    before = results_csv.read_bytes()
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(results_csv)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input" in err and results_csv.read_bytes() == before
+    # --out naming the predictions' summary file is the same mistake.
+    summary_clash = tmp_path / "results_summary.csv"
+    other = _write(summary_clash, results_csv.read_text())
+    assert main(["evaluate", "--predictions", str(other), "--out", str(tmp_path / "results.csv")]) == 2
+    (tmp_path / "folder.csv").mkdir()
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(tmp_path / "folder.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "folder" in err and "Traceback" not in err
+
+
+@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_output_is_refused_before_scoring(results_csv, tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(locked / "e.csv")]) == 2
+    assert "cannot write" in capsys.readouterr().err
+
+
+def test_output_under_a_file_is_one_clear_line(results_csv, tmp_path, capsys):
+    blocker = _write(tmp_path / "blocker", "x")
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(blocker / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot write") and err.count("\n") == 1
+
+
+def test_a_huge_caption_line_is_refused_with_a_message(tmp_path, capsys):
+    from medcap.results import MAX_LINE_CHARS
+
+    huge = _write(tmp_path / "huge.csv", HEADER + "a,b," + "x" * (MAX_LINE_CHARS + 10) + ",m,\n")
+    assert main(["evaluate", "--predictions", str(huge), "--out", str(tmp_path / "e.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "line 2 is longer than" in err and err.count("\n") == 1
+
+
+def test_duplicates_are_scored_once_and_reported(tmp_path, capsys):
+    rows = HEADER + "a,chest ct,old caption,m,\nb,knee mri,knee mri,m,\na,chest ct,chest ct,m,\n"
+    path = _write(tmp_path / "dup.csv", rows)
+    out = tmp_path / "e.csv"
+    assert main(["evaluate", "--predictions", str(path), "--out", str(out), "--metrics", "rouge1"]) == 0
+    scores = pd.read_csv(out, keep_default_na=False)
+    assert sorted(scores["image_id"]) == ["a", "b"] and scores["rouge1"].tolist() == [1.0, 1.0]  # the last "a" row
+    assert "dropped 1 duplicate" in capsys.readouterr().err
+    assert json.loads((tmp_path / "e_summary.json").read_text())["duplicate_rows_dropped"] == 1
+
+
+def test_nan_is_a_caption_only_when_quoted(tmp_path):
+    from medcap.results import read_evaluation_csv
+
+    path = _write(tmp_path / "nan.csv", HEADER + 'a,NaN,"NaN",m,\nb,nan,NaN,m,\n')
+    out = tmp_path / "e.csv"
+    assert main(["evaluate", "--predictions", str(path), "--out", str(out), "--metrics", "rouge1"]) == 0
+    frame = read_evaluation_csv(out).set_index("image_id")
+    assert frame.loc["a", "generated_caption"] == "NaN" and frame.loc["a", "original_caption"] == ""
+    assert frame.loc["b", "generated_caption"] == "" and frame.loc["b", "rouge1"] == 0.0
+    assert '"NaN"' in out.read_text()  # written quoted, so it reads back as the caption it was
