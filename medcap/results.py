@@ -16,7 +16,6 @@ fails or is interrupted leaves the old results as they were.
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re

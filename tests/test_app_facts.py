@@ -15,7 +15,8 @@ from medcap.app.comparison import build_comparison_set
 from medcap.app.highlight import HighlightStyle, render_caption
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
-from medcap.app.scores import ScoreBook, read_evaluation_csv
+from medcap.app.scores import ScoreBook
+from medcap.results import read_evaluation_csv
 from medcap.app.studio import Studio
 from medcap.app.table import ALL, CONTRADICTS_ANY, EvaluationTable, TableQuery
 from medcap.app.views import item_values

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from medcap.app.comparison import build_comparison_set, items_from_results, read_results_csv
+from medcap.app.comparison import build_comparison_set, items_from_results
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.studio import Studio, UploadError
@@ -19,6 +19,7 @@ from medcap.app.views import item_values, save_values
 from medcap.config import Settings
 from medcap.models import resolve_spec
 from medcap.review import ReviewConflict, ReviewStore
+from medcap.results import read_results_csv
 
 
 @dataclass

@@ -10,13 +10,11 @@ from __future__ import annotations
 import random
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
 from medcap.app.table import ALL
-from medcap.results import read_results_csv  # noqa: F401 - the format's one reader, used by the app
 
 
 @dataclass

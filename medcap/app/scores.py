@@ -17,7 +17,7 @@ import pandas as pd
 
 from medcap.app.comparison import ComparisonSet
 from medcap.metrics.config import HEADLINE_METRICS
-from medcap.results import TEXT_COLUMNS, read_evaluation_csv  # noqa: F401 - the format's one reader
+from medcap.results import TEXT_COLUMNS
 
 CARD_METRICS: tuple[str, ...] = HEADLINE_METRICS
 

@@ -18,11 +18,11 @@ import pandas as pd
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
-from medcap.app.comparison import ComparisonSet, build_comparison_set, read_results_csv
+from medcap.app.comparison import ComparisonSet, build_comparison_set
 from medcap.app.highlight import HighlightStyle
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
-from medcap.app.scores import ScoreBook, read_evaluation_csv, shared_words
+from medcap.app.scores import ScoreBook, shared_words
 from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
 from medcap.app.tempfiles import discard_upload, gradio_temp_dir, prune_exports, was_discarded
 from medcap.data import ImageLoadError, LoaderConfig, load_image
@@ -38,6 +38,7 @@ from medcap.review import (
     export_store_csv,
     load_categories,
 )
+from medcap.results import read_evaluation_csv, read_results_csv
 from medcap.review.analytics import store_stats
 
 Progress = Callable[[float, str], None]

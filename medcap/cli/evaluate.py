@@ -17,7 +17,7 @@ import pandas as pd
 from medcap.metrics import DEFAULT_METRICS, NORMALIZATIONS, BertScoreConfig, MetricsConfig, score_captions
 from medcap.metrics.protocols import DEFAULT_PROTOCOL, PROTOCOLS, score_protocol
 from medcap.metrics.scoring import known_metrics, loaded_bertscore_layers
-from medcap.results import EvaluationPaths, ResultsFileError, read_results_csv, write_evaluation
+from medcap.results import EvaluationPaths, read_results_csv, write_evaluation
 
 REQUIRED_COLUMNS = ("image_id", "original_caption", "generated_caption", "model")
 KEY_COLUMNS = ("image_id", "model", "split", "modality", "generated_caption", "original_caption")
