@@ -93,6 +93,13 @@ def test_protocol_summary_has_official_names_and_the_csv_carries_captions(result
     assert blip.loc["img1", "bleu"] == pytest.approx(1.0) and frame["rouge1"].dtype.kind == "f"
     assert summary["models"]["blip"]["official"]["rouge1"] == pytest.approx(blip["rouge1"].mean())
 
+    from medcap.app.table import EvaluationTable, TableQuery
+
+    table = EvaluationTable(frame)  # the app's Evaluation tab opened on evaluate's own CSV
+    page = table.query(TableQuery(search="knee joint"))
+    assert page.matching_rows == 1 and page.rows["generated_caption"].tolist() == ["MRI of the knee joint."]
+    assert table.metrics == ["rouge1", "bleu"]
+
 
 def test_protocols_refuse_medcap_only_options(results_csv, tmp_path, capsys):
     assert main(["evaluate", "--predictions", str(results_csv), "--out", str(tmp_path / "e.csv"), "--protocol", "coco", "--metrics", "bleu4"]) == 2
@@ -168,3 +175,16 @@ def test_nan_is_a_caption_only_when_quoted(tmp_path):
     assert frame.loc["a", "generated_caption"] == "NaN" and frame.loc["a", "original_caption"] == ""
     assert frame.loc["b", "generated_caption"] == "" and frame.loc["b", "rouge1"] == 0.0
     assert '"NaN"' in out.read_text()  # written quoted, so it reads back as the caption it was
+
+
+def test_bertscore_overrides_of_a_protocol_are_named_as_not_official():
+    from medcap.cli import build_parser
+    from medcap.cli.evaluate import _deviations, bertscore_config
+
+    args = build_parser().parse_args(["evaluate", "--predictions", "p.csv", "--out", "o.csv", "--protocol", "imageclef-2023",
+                                      "--bertscore-layers", "6", "--bertscore-batch-size", "8"])
+    config = bertscore_config(args)
+    assert (config.idf, config.num_layers, config.batch_size) == (False, 6, 8)  # 2023: no IDF
+    assert _deviations(args) == ["bertscore num_layers 6 (the evaluator uses bert-score's default layer (40 for deberta-xlarge-mnli))"]
+    plain = build_parser().parse_args(["evaluate", "--predictions", "p.csv", "--out", "o.csv", "--protocol", "imageclef-2025"])
+    assert _deviations(plain) == [] and bertscore_config(plain).idf is True

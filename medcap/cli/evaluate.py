@@ -161,9 +161,25 @@ def _summary(args, metrics, predictions: Predictions, models: dict, config: Metr
     if args.protocol in ("imageclef-2023", "imageclef-2025") or any(m.startswith("bertscore") for m in metrics) and args.protocol == DEFAULT_PROTOCOL:
         summary["bertscore"] = {"model": config.bertscore.model, "layers": loaded_bertscore_layers(config) or config.bertscore.num_layers,
                                 "idf": config.bertscore.idf}
+    deviations = _deviations(args)
+    if deviations:
+        summary["deviations_from_evaluator"] = deviations
     summary.update({"rows_scored": len(predictions.frame), "rows_skipped_with_error": predictions.skipped_with_error,
                     "duplicate_rows_dropped": predictions.duplicates, "models": models})
     return summary
+
+
+def _deviations(args: argparse.Namespace) -> list[str]:
+    """Command-line BERTScore settings that differ from the protocol's evaluator (not official numbers)."""
+    official = PROTOCOLS[args.protocol].bertscore
+    if official is None:
+        return []
+    chosen = bertscore_config(args)
+    def shown(value: object) -> str:
+        return "bert-score's default layer (40 for deberta-xlarge-mnli)" if value is None else repr(value)
+
+    return [f"bertscore {name} {shown(getattr(chosen, name))} (the evaluator uses {shown(getattr(official, name))})"
+            for name in ("model", "num_layers", "idf") if getattr(chosen, name) != getattr(official, name)]
 
 
 def _fail(message: str) -> int:
@@ -188,6 +204,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot write {exc.filename or paths.per_caption}: {exc.strerror or exc}")
     _report(args.protocol, models, predictions)
+    for deviation in _deviations(args):
+        print(f"note: not the official setting: {deviation}", file=sys.stderr)
     print(f"wrote {paths.per_caption}, {paths.summary_csv}, {paths.summary_json}")
     return 0
 
@@ -198,8 +216,11 @@ def _report(protocol: str, models: dict, predictions: Predictions) -> None:
         print(f"{model}: {info['count']} captions ({protocol}): " + ", ".join(f"{k}={v:.4f}" for k, v in scores.items()))
         for note in info.get("notes", []):
             print(f"  {note}")
+        by_reason: dict[str, list[str]] = {}
         for name, reason in info["unavailable"].items():
-            print(f"  {name} unavailable: {reason}", file=sys.stderr)
+            by_reason.setdefault(reason, []).append(name)
+        for reason, names in by_reason.items():
+            print(f"  {', '.join(names)} unavailable: {reason}", file=sys.stderr)
         for name, composite in info.get("composites", {}).items():
             if composite["value"] is None:
                 print(f"  {name}: not computed, needs {', '.join(composite['missing'])}", file=sys.stderr)
