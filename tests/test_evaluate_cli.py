@@ -130,12 +130,17 @@ def test_out_equal_to_predictions_or_a_folder_is_one_clear_line(results_csv, tmp
     assert "folder" in err and "Traceback" not in err
 
 
-@pytest.mark.skipif(__import__("os").geteuid() == 0, reason="root can write anywhere")
-def test_unwritable_output_is_refused_before_scoring(results_csv, tmp_path, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir(mode=0o500)
-    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(locked / "e.csv")]) == 2
-    assert "cannot write" in capsys.readouterr().err
+def test_unwritable_output_is_refused_before_scoring(results_csv, tmp_path, capsys, monkeypatch):
+    import medcap.cli.evaluate as evaluate
+    import medcap.results as results
+
+    def denied(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(results.tempfile, "NamedTemporaryFile", denied)  # as a read-only folder answers, even as root
+    monkeypatch.setattr(evaluate, "evaluate_frame", lambda *a, **k: pytest.fail("scored before checking the output"))
+    assert main(["evaluate", "--predictions", str(results_csv), "--out", str(tmp_path / "out" / "e.csv")]) == 2
+    assert capsys.readouterr().err == f"error: cannot write to {tmp_path / 'out'}: Permission denied\n"
 
 
 def test_output_under_a_file_is_one_clear_line(results_csv, tmp_path, capsys):
