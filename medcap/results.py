@@ -186,7 +186,7 @@ RESULTS_KEY_COLUMNS = ("image_id", "model", "generated_caption")
 #: file is a score.
 TEXT_COLUMNS = frozenset({
     "image_id", "model", "modality", "split", "timestamp", "error", "model_source", "dataset",
-    "generated_caption", "original_caption", "verdict",
+    "generated_caption", "original_caption", "verdict", "fact_contradictions",
 })
 _FIELD = re.compile(r'"(?:[^"]|"")*"|[^,\r\n]*')
 

@@ -113,7 +113,8 @@ def evaluate_frame(frame: pd.DataFrame, args: argparse.Namespace, metrics: list[
         keys = group[[c for c in KEY_COLUMNS if c in group.columns]].reset_index(drop=True)
         scored = pd.concat([keys, per_caption.reset_index(drop=True)], axis=1)
         score_rows.append(scored)
-        models[model] = {"count": len(group), **info, "by_modality": _by_modality(scored, list(per_caption.columns))}
+        numeric = [c for c in per_caption.columns if pd.api.types.is_numeric_dtype(per_caption[c])]  # not fact_contradictions' text
+        models[model] = {"count": len(group), **info, "by_modality": _by_modality(scored, numeric)}
     per_caption = pd.concat(score_rows, ignore_index=True) if score_rows else pd.DataFrame(columns=list(KEY_COLUMNS))
     return per_caption, models
 
