@@ -16,12 +16,12 @@ from medcap.app.highlight import HighlightStyle, render_caption
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook
-from medcap.results import read_evaluation_csv
 from medcap.app.studio import Studio
 from medcap.app.table import ALL, CONTRADICTS_ANY, EvaluationTable, TableQuery
 from medcap.app.views import item_values
 from medcap.config import Settings
 from medcap.data.synthetic import SIDES, synthetic_records
+from medcap.results import read_evaluation_csv
 
 
 @dataclass
