@@ -176,6 +176,7 @@ class ResultsWriter:
         if self.path != self.target:
             self.path.unlink(missing_ok=True)
 
+
 # -- reading ---------------------------------------------------------------------------------------
 
 #: The longest CSV line or field accepted (csv's own default field limit): a caption is a few
