@@ -10,10 +10,15 @@ from __future__ import annotations
 import gradio as gr
 
 from medcap.app.cards import CARD_CSS, disclaimer_html
+from medcap.app.keyboard import KEYBOARD_HEAD
 from medcap.app.launch import blocks_kwargs, launch_kwargs, server_name
 from medcap.app.studio import Studio
 from medcap.app.tabs.agreement import build_agreement_tab
-from medcap.app.tabs.caption import build_caption_tab
+from medcap.app.tabs.caption import (
+    build_caption_tab,
+    forget_session_on_unload,
+    wire_review_in_compare,
+)
 from medcap.app.tabs.compare import build_compare_tab
 from medcap.app.tabs.evaluation import build_evaluation_tab
 from medcap.app.tabs.export import build_export_tab
@@ -27,18 +32,20 @@ def build_demo(studio: Studio) -> gr.Blocks:
     with gr.Blocks(title="medcap review studio", **blocks_kwargs(studio.options)) as demo:
         gr.HTML(disclaimer_html())
         with gr.Tabs() as tabs:
-            build_caption_tab(studio)
+            caption = build_caption_tab(studio)
             compare = build_compare_tab(studio, demo)
             build_evaluation_tab(studio, compare, tabs)
             build_agreement_tab(studio)
             build_export_tab(studio)
         register_review_api(studio)  # page-level API endpoints: gr.Tabs may hold only tabs
+        wire_review_in_compare(studio, caption, compare, tabs)
+        forget_session_on_unload(studio, demo)
     demo.queue(default_concurrency_limit=4)
     return demo
 
 
-LAUNCH_OPTIONS = {"css": CARD_CSS, "theme": gr.themes.Soft()}
-"""Gradio 6 takes theme and CSS at launch, not in Blocks."""
+LAUNCH_OPTIONS = {"css": CARD_CSS, "theme": gr.themes.Soft(), "head": KEYBOARD_HEAD}
+"""Gradio 6 takes theme, CSS and head scripts (the review keys) at launch, not in Blocks."""
 
 
 if __name__ == "__main__":

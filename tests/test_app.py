@@ -21,6 +21,7 @@ from PIL import Image
 from medcap.app.options import AppOptions
 from medcap.app.studio import Studio
 from medcap.config import Settings
+from medcap.review import UPLOADS_DATASET
 
 HAS_DATA_LAYER = importlib.util.find_spec("medcap.data") is not None
 INJECTION = '=HYPERLINK("http://evil.example","click")'
@@ -231,9 +232,10 @@ def test_saved_review_reappears_when_the_item_is_opened_again(served) -> None:
     answer = client.predict(image_id, "blip", "Dr Dee", "minor error", "Frontal chest radiograph.",
                             "Läsion? 肺", 0, api_name="/review_save")
     assert answer["saved"] and answer["version"] == 1
-    outputs = client.predict(image_id, "Dr Dee", api_name="/open_item")
+    outputs = client.predict(image_id, "Dr Dee", False, api_name="/open_item")  # not blind
     # open_item outputs (states are not sent): image, ground truth, then per model slot:
-    # card, verdict, corrected caption, note, status; then image id box and status line.
+    # card, verdict, corrected caption, note, status; then image id box and status line,
+    # collection, and per slot: categories, significant.
     slot = studio.slot_models.index("blip")
     card, verdict, corrected, note, status = outputs[2 + slot * 5: 2 + slot * 5 + 5]
     assert (verdict, corrected, note) == ("minor error", "Frontal chest radiograph.", "Läsion? 肺")
@@ -277,15 +279,22 @@ def test_export_is_spreadsheet_safe_and_complete(served) -> None:
         assert column in rows[0]
 
 
+def upload_rows(studio: Studio) -> int:
+    """Evaluation rows of the uploads collection: one per model caption."""
+    uploads = studio.comparison_for(UPLOADS_DATASET)
+    return sum(len(uploads.pairs(model)) for model in studio.slot_models)
+
+
 def test_evaluation_tab_pages_and_filters_server_side(served) -> None:
-    client_factory, *_ = served
+    client_factory, studio, *_ = served
     client = client_factory()
     opened = client.predict(api_name="/open_evaluation")
     summary, label = opened[0], opened[6]
-    assert label == "Rows 1–4 of 4 (page 1 of 1)"
+    rows = 4 + upload_rows(studio)  # captioned uploads are reviewable rows too
+    assert label == f"Rows 1–{rows} of {rows} (page 1 of 1)"
     assert {row[0] for row in summary["data"]} >= {"blip", "qwen2-vl"}
-    rows, label, page = client.predict("", "qwen2-vl", "All", "All", "image_id", False, 1,
-                                       api_name="/query_table")
+    rows, label, page = client.predict("rocov2", "qwen2-vl", "All", "All", "image_id", False, 1,
+                                       api_name="/query_table")  # dataset ids, not uploads
     assert label == "Rows 1–1 of 1 (page 1 of 1)"
     assert rows["data"][0][0] == "ROCOv2_2023_test_000000"
 
@@ -296,7 +305,8 @@ def test_missing_captions_are_generated_on_demand(served) -> None:
     image_id = "ROCOv2_2023_test_000003"  # in the parquet sample, not in the results CSV
     assert studio.comparison.get(image_id).captions == {}
     outputs = client_factory().predict(image_id, "", api_name="/generate_missing")
-    assert outputs[-1].startswith("Generated: blip, qwen2-vl")
+    status = outputs[2 + 5 * len(studio.slot_models) + 1]  # after the slots and the id box
+    assert "Generated: blip, qwen2-vl" in status
     assert set(studio.comparison.get(image_id).captions) == {"blip", "qwen2-vl"}
 
 

@@ -210,10 +210,11 @@ def test_export_without_reviews_says_so(studio: Studio) -> None:
 
 def test_save_values_format_conflicts_and_errors(studio: Studio) -> None:
     saved = studio.save_review("0012", "blip", "Dr Ada", "correct", "", "", 0)
-    assert save_values(saved, 0) == (1, "✅ " + saved.message)
+    version, text = save_values(saved, 0)
+    assert version == 1 and "✅ " + saved.message in text and "mc-status-ok" in text
     conflict = ReviewConflict(saved.review, 0)
     version, text = save_values(conflict, 0)
-    assert version == 0 and text.startswith("⚠️ Not saved")
+    assert version == 0 and "⚠️ Not saved" in text and "mc-status-warning" in text
 
 
 def test_options_from_env() -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.test_app import running_app
+from tests.test_app import running_app, upload_rows
 
 CHROMIUM = Path(os.environ.get("MEDCAP_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
@@ -114,7 +114,8 @@ def test_2b_unsaved_review_text_survives_a_tab_switch_and_the_name_box(page) -> 
 def test_3_evaluation_tab_shows_a_page_and_opens_a_row(page, page_url) -> None:
     _, studio, _ = page_url
     open_tab(page, "Evaluation")
-    page.locator("#page-label").get_by_text("Rows 1–4 of 4").wait_for()
+    rows = 4 + upload_rows(studio)  # the upload captioned in test_1 is reviewable too
+    page.locator("#page-label").get_by_text(f"Rows 1–{rows} of {rows}").wait_for()
     if studio.evaluation.metrics:  # scores exist when medcap.metrics is installed
         page.locator("#distribution canvas, #distribution svg").first.wait_for()
     page.screenshot(path=str(OUTPUT / "tab-3-evaluation.png"), full_page=True)

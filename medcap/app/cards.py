@@ -39,7 +39,7 @@ CARD_CSS = """
 .mc-card { flex: 1 1 240px; border: 1px solid var(--border-color-primary); border-radius: 8px;
            padding: 10px 12px; background: var(--block-background-fill); }
 .mc-card h4 { margin: 0 0 6px 0; font-size: 0.95em; }
-.mc-card .mc-caption { font-size: 1.05em; line-height: 1.45; margin: 4px 0; }
+.mc-card .mc-caption { font-size: 1.05em; line-height: 1.45; margin: 4px 0; overflow-wrap: anywhere; }
 .mc-card .mc-meta { color: var(--body-text-color-subdued); font-size: 0.85em; }
 .mc-card.mc-error { border-color: #c0392b; }
 .mc-card.mc-truth { border-left: 4px solid #2e86c1; }
@@ -60,6 +60,13 @@ mark.mc-contra { background: #f5b7b1; color: #78281f; padding: 0 1px; border-rad
               background: #fdecea; border: 1px solid #f5b7b1; }
 .mc-scores { display: flex; gap: 10px; flex-wrap: wrap; font-size: 0.85em; margin-top: 6px; }
 .mc-scores span { white-space: nowrap; }
+.mc-status { padding: 6px 10px; border-radius: 6px; margin: 4px 0; white-space: pre-wrap;
+             border: 1px solid var(--border-color-primary); }
+.mc-status-ok { border-color: #2e7d32; }
+.mc-status-warning { border-color: #e0a800; background: #fff8e1; color: #5d4400; }
+.mc-status-error { border-color: #c0392b; background: #fdecea; color: #7b1f16; }
+.mc-focused { outline: 3px solid #2e86c1; outline-offset: 4px; border-radius: 8px; }
+.mc-keys { font-size: 0.85em; color: var(--body-text-color-subdued); }
 .mc-disclaimer { border: 1px solid #e0a800; background: #fff8e1; color: #5d4400;
                  padding: 8px 12px; border-radius: 6px; }
 """
@@ -78,6 +85,19 @@ class CaptionCard:
     shared_words: frozenset[str] = frozenset()
     reference: str = ""
     """The ground truth the fact check compares the caption with ('' for none: no check)."""
+
+
+STATUS_KINDS = ("", "ok", "warning", "error")
+
+
+def status_html(text: str, kind: str = "") -> str:
+    """A status line that stays on the page: the text is escaped (it may quote what another
+    reviewer typed), so a `[link](...)` or `<img>` in it is shown as characters, never rendered."""
+    if not text:
+        return ""
+    css = f"mc-status mc-status-{kind}" if kind in STATUS_KINDS[1:] else "mc-status"
+    role = ' role="alert"' if kind in ("warning", "error") else ' role="status"'
+    return f'<div class="{css}"{role}>{html.escape(text)}</div>'
 
 
 def disclaimer_html() -> str:

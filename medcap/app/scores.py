@@ -55,11 +55,14 @@ def score_model(captions: list[str], references: list[str], image_ids: list[str]
 
 
 class ScoreBook:
-    """Scores keyed by (image_id, model)."""
+    """Scores keyed by (image_id, model). With `require_reference` only captions whose item has a
+    reference are scored (uploads: a score against no reference would be a meaningless 0)."""
 
-    def __init__(self, comparison: ComparisonSet, evaluation: pd.DataFrame | None = None):
+    def __init__(self, comparison: ComparisonSet, evaluation: pd.DataFrame | None = None,
+                 require_reference: bool = False):
         self._comparison = comparison
         self._evaluation = evaluation
+        self._require_reference = require_reference
         self._by_model: dict[str, ModelScores] = {}
         self._lock = threading.Lock()
         if evaluation is not None:
@@ -78,7 +81,8 @@ class ScoreBook:
     def model_scores(self, model: str) -> ModelScores:
         with self._lock:
             if model not in self._by_model:
-                pairs = self._comparison.pairs(model)
+                pairs = [p for p in self._comparison.pairs(model)
+                         if p[2].strip() or not self._require_reference]
                 self._by_model[model] = score_model(
                     [c for _, c, _ in pairs], [r for _, _, r in pairs], [i for i, _, _ in pairs])
             return self._by_model[model]
@@ -105,7 +109,9 @@ class ScoreBook:
             pairs = self._comparison.pairs(model)
             if not pairs:
                 continue
+            ids = [i for i, _, _ in pairs]
             scored = self.model_scores(model).per_caption
+            scored = scored[~scored.index.duplicated(keep="last")].reindex(ids)
             part = pd.DataFrame({
                 "image_id": [i for i, _, _ in pairs], "model": model,
                 "modality": [self._modality(i) for i, _, _ in pairs],

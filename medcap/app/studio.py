@@ -23,23 +23,44 @@ from medcap.app.highlight import HighlightStyle
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
 from medcap.app.scores import ScoreBook, shared_words
-from medcap.app.table import EvaluationTable, TablePage, TableQuery, histogram
+from medcap.app.table import (
+    Cells,
+    EvaluationTable,
+    TablePage,
+    TableQuery,
+    histogram,
+    review_cells,
+)
 from medcap.app.tempfiles import discard_upload, gradio_temp_dir, prune_exports, was_discarded
+from medcap.app.upload_set import captions_of, upload_comparison
 from medcap.data import ImageLoadError, LoaderConfig, load_image
 from medcap.review import (
+    UPLOADS_DATASET,
     VERDICTS,
+    ErrorCategory,
+    Preference,
+    QueueProgress,
+    QueueSettings,
     Review,
     ReviewContext,
     ReviewInput,
     ReviewKey,
+    ReviewQueue,
     ReviewRevision,
     ReviewStore,
+    ReviewValidationError,
     SaveOutcome,
+    UploadItemError,
+    UploadStore,
+    blind_label,
+    blind_order,
     export_store_csv,
     load_categories,
+    reviewer_key,
 )
 from medcap.results import read_evaluation_csv, read_results_csv
 from medcap.review.analytics import store_stats
+from medcap.review.uploads import is_upload_id
 
 Progress = Callable[[float, str], None]
 
@@ -55,11 +76,13 @@ class UploadResult:
     cards: list[CaptionCard]
     source_format: str
     style: HighlightStyle = field(default_factory=HighlightStyle)
+    item_id: str = ""  # the upload's id in the "uploads" collection once it is kept
 
 
 @dataclass
 class ReviewSlot:
-    """One model's caption card plus the reviewer's saved review and others' verdicts."""
+    """One model's caption card plus the reviewer's saved review and others' verdicts.
+    `label` is what the page calls the caption: the model's name, or "Caption A" while blind."""
 
     model: str
     card: CaptionCard
@@ -68,6 +91,7 @@ class ReviewSlot:
     history: list[ReviewRevision] = field(default_factory=list)
     suggested_categories: tuple[str, ...] = ()
     """Error category keys the fact check suggests (contradictions with the ground truth)."""
+    label: str = ""
 
 
 @dataclass
@@ -80,6 +104,8 @@ class ItemView:
     slots: list[ReviewSlot]
     category_labels: dict[str, str] = field(default_factory=dict)
     style: HighlightStyle = field(default_factory=HighlightStyle)
+    collection: str = ""
+    blind: bool = False  # model names are hidden (blind mode, before this reviewer finished)
 
 
 def _load_upload(path: str | Path, config: LoaderConfig
@@ -108,7 +134,8 @@ class Studio:
     """The review studio's state and actions."""
 
     def __init__(self, settings: Any, options: AppOptions | None = None,
-                 pool: ModelPool | None = None, store: ReviewStore | None = None):
+                 pool: ModelPool | None = None, store: ReviewStore | None = None,
+                 uploads: UploadStore | None = None, queue_settings: QueueSettings | None = None):
         self.settings = settings
         self.options = options or AppOptions.from_env()
         if pool is None:
@@ -116,12 +143,18 @@ class Studio:
             pool = ModelPool(specs, problems)
         self.pool = pool
         self.store = store or ReviewStore(settings.reviews_db, categories=load_categories(settings))
+        self.uploads = uploads or UploadStore.from_env(Path(settings.reviews_db).parent / "uploads")
+        self.queue_settings = queue_settings or QueueSettings.from_env()
         self.dataset = _dataset_label(settings, self.options)
         self.data_problem = ""
         self.results = self._read_csv("results", read_results_csv, self.options.results_csv)
         self._comparison: ComparisonSet | None = None
         self._scores: ScoreBook | None = None
         self._table: EvaluationTable | None = None
+        self._upload_set: ComparisonSet | None = None
+        self._upload_scores: ScoreBook | None = None
+        self._cells: tuple[Cells, Cells] | None = None
+        self._slot_models: list[str] | None = None
         self._lock = threading.RLock()
 
     @classmethod
@@ -147,11 +180,18 @@ class Studio:
 
     @property
     def slot_models(self) -> list[str]:
-        """Models that get a card in Compare: configured ones, then any others in the results."""
-        models = list(self.pool.labels)
-        if self.results is not None:
-            models += [m for m in dict.fromkeys(self.results["model"]) if m not in models]
-        return models
+        """Models that get a card in Compare: configured ones, then any others in the results,
+        then any other model that captioned a kept upload (an earlier run's configuration).
+        Fixed at first use: the page has one review column per model."""
+        with self._lock:
+            if self._slot_models is None:
+                models = list(self.pool.labels)
+                if self.results is not None:
+                    models += [m for m in dict.fromkeys(self.results["model"]) if m not in models]
+                uploads = self._upload_collection()[0]
+                models += [m for m in uploads.models if m not in models and uploads.pairs(m)]
+                self._slot_models = models
+            return list(self._slot_models)
 
     def caption_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
                        progress: Progress | None = None) -> UploadResult:
@@ -222,12 +262,128 @@ class Studio:
                 self._scores = ScoreBook(self.comparison, evaluation)
             return self._scores
 
-    def open_item(self, image_id: str | None, reviewer: str = "") -> ItemView:
-        comparison = self.comparison
-        item = comparison.get(image_id or "") if image_id else None
+    # -- collections: the dataset sample / results CSV, and the uploads ---------------------
+
+    @property
+    def collections(self) -> list[str]:
+        """Names of the reviewable collections (what reviews are filed under), dataset first."""
+        return list(dict.fromkeys([self.dataset, UPLOADS_DATASET]))
+
+    @property
+    def categories(self) -> tuple[ErrorCategory, ...]:
+        return self.store.categories
+
+    def _upload_collection(self) -> tuple[ComparisonSet, ScoreBook]:
+        with self._lock:
+            if self._upload_set is None or self._upload_scores is None:
+                self._upload_set = upload_comparison(self.uploads)
+                self._upload_scores = ScoreBook(self._upload_set, require_reference=True)
+            return self._upload_set, self._upload_scores
+
+    def comparison_for(self, collection: str) -> ComparisonSet:
+        """The items of one collection (`collections`); the dataset's for an unknown name."""
+        if collection == UPLOADS_DATASET:
+            return self._upload_collection()[0]
+        return self.comparison
+
+    def _scores_for(self, collection: str) -> ScoreBook:
+        return self._upload_collection()[1] if collection == UPLOADS_DATASET else self.scores
+
+    def collection_of(self, image_id: str, collection: str = "") -> str:
+        """The collection an item belongs to: the one named, else an upload id's, else the
+        dataset (ids of uploads, "upload-<12 hex>", cannot be mistaken for dataset ids)."""
+        if collection:
+            if collection not in self.collections:
+                raise ReviewValidationError(f"Unknown collection {str(collection)[:40]!r}; "
+                                            f"choose one of: {', '.join(self.collections)}.")
+            return collection
+        if is_upload_id(image_id) and self.comparison.get(image_id) is None:
+            return UPLOADS_DATASET
+        return self.dataset
+
+    def _changed_uploads(self) -> None:
+        """An upload was added, changed or forgotten: rebuild its collection and the table."""
+        with self._lock:
+            self._upload_set = self._upload_scores = None
+            self._table = None
+
+    def keep_upload(self, result: UploadResult, session: str = "") -> str:
+        """File a captioned upload in the "uploads" collection (display PNG, non-identifying
+        metadata, captions; never the uploaded file) and return its item id."""
+        metadata = dict(result.metadata)
+        if result.source_format:
+            metadata.setdefault("source_format", result.source_format)
+        try:
+            item_id = self.uploads.add(result.preview, metadata, captions_of(result.cards),
+                                       session=session)
+        except UploadItemError as exc:
+            raise UploadError(str(exc)) from exc
+        self._changed_uploads()
+        result.item_id = item_id
+        return item_id
+
+    def set_reference(self, item_id: str, text: str) -> str:
+        """Give an upload a reference caption, so its captions are scored like a dataset item's."""
+        try:
+            item = self.uploads.set_reference(item_id, text)
+        except UploadItemError as exc:
+            raise UploadError(str(exc)) from exc
+        self._changed_uploads()
+        if not item.reference:
+            return f"Reference removed from {item.item_id}: its captions are not scored."
+        return f"Reference saved for {item.item_id}: its captions are now scored against it."
+
+    def forget_session(self, session: str) -> int:
+        """The browser tab closed: with MEDCAP_KEEP_UPLOADS=0, delete what it uploaded."""
+        deleted = self.uploads.forget_session(session)
+        if deleted:
+            self._changed_uploads()
+        return deleted
+
+    def _item(self, image_id: str | None, collection: str) -> Any:
+        item = self.comparison_for(collection).get(image_id or "") if image_id else None
         if item is None:
-            raise UploadError(f"No image with id '{image_id}' in {self.dataset}." if image_id
-                              else "No images loaded: configure a dataset or a results CSV.")
+            where = "the uploads" if collection == UPLOADS_DATASET else self.dataset
+            raise UploadError(f"No image with id {str(image_id)[:80]!r} in {where}." if image_id
+                              else "No images loaded: configure a dataset or a results CSV, "
+                                   "or caption an upload.")
+        return item
+
+    def _slot_order(self, item: Any, collection: str, reviewer: str, blind: bool) -> list[str]:
+        """Models in card order: as configured, or (blind) captioned ones first in a stable
+        per-reviewer shuffle, so "Caption A" and "B" are the two captions a pairwise vote compares."""
+        models = self.slot_models
+        if not blind:
+            return models
+        captioned = [m for m in models if item.captions.get(m)]
+        rest = [m for m in models if m not in captioned]
+        return (blind_order(collection, item.image_id, reviewer, captioned)
+                + blind_order(collection, item.image_id, reviewer, rest))
+
+    def is_finished(self, collection: str, image_id: str, reviewer: str) -> bool:
+        """Has the reviewer judged every caption of this item (or voted on a pair)? Then blind
+        mode shows the model names."""
+        item = self.comparison_for(collection).get(image_id)
+        if item is None or not reviewer.strip():
+            return False
+        who = reviewer_key(reviewer)
+        done = {r.key.model for r in self.store.final_reviews_for_item(collection, image_id)
+                if reviewer_key(r.key.reviewer) == who}
+        captioned = {m for m in self.slot_models if item.captions.get(m)}
+        if captioned and captioned <= done:
+            return True
+        return any(p.image_id == image_id and reviewer_key(p.reviewer) == who
+                   for p in self.store.preferences(collection))
+
+    def open_item(self, image_id: str | None, reviewer: str = "", collection: str = "",
+                  blind: bool = False) -> ItemView:
+        """One item with every model's card and `reviewer`'s own reviews; with `blind`, cards
+        are shuffled per reviewer and named "Caption A", ... until the reviewer has finished."""
+        try:
+            collection = self.collection_of(image_id or "", collection)
+        except ReviewValidationError as exc:
+            raise UploadError(str(exc)) from exc
+        item = self._item(image_id, collection)
         image, note = None, ""
         if item.record is not None:
             try:
@@ -236,26 +392,30 @@ class Studio:
                 note = f"Image could not be loaded: {exc}"
         else:
             note = "The image is not in the loaded dataset sample; captions only."
-        reviews = self.store.reviews_for_item(self.dataset, item.image_id)
+        hidden = blind and not self.is_finished(collection, item.image_id, reviewer)
+        reviews = self.store.reviews_for_item(collection, item.image_id)
+        scores = self._scores_for(collection)
         slots = []
-        for model in self.slot_models:
+        for index, model in enumerate(self._slot_order(item, collection, reviewer, blind)):
             caption = item.captions.get(model, "")
+            label = blind_label(index) if hidden else model
             card = CaptionCard(
-                model=model, caption=caption, seconds=item.seconds.get(model),
+                model=label, caption=caption, seconds=item.seconds.get(model),
                 error=item.errors.get(model, ""),
-                scores=self.scores.scores(item.image_id, model) if caption else {},
+                scores=scores.scores(item.image_id, model) if caption else {},
                 shared_words=frozenset(shared_words(caption, item.ground_truth)) if caption else frozenset(),
                 tokens=item.tokens.get(model, ()), reference=item.ground_truth,
             )
-            mine = self.store.get(ReviewKey(self.dataset, item.image_id, model, reviewer))
+            mine = self.store.get(ReviewKey(collection, item.image_id, model, reviewer))
             others = [(r.key.reviewer, r.summary()) for r in reviews
                       if r.key.model == model and (mine is None or r.key != mine.key)]
             history = self.store.history(mine.key) if mine and mine.version > 1 else []
             slots.append(ReviewSlot(model, card, mine, others, history, suggested_categories=(
-                self.suggested_categories(caption, item.ground_truth))))
+                self.suggested_categories(caption, item.ground_truth)), label=label))
         return ItemView(item.image_id, image, note, item.ground_truth, item.modality, slots,
                         category_labels={c.key: c.label for c in self.store.categories},
-                        style=self.options.highlight_style)
+                        style=self.options.highlight_style, collection=collection,
+                        blind=hidden)
 
     def suggested_categories(self, caption: str, ground_truth: str) -> tuple[str, ...]:
         """The configured error categories the fact check suggests for a caption (to confirm)."""
@@ -266,11 +426,13 @@ class Studio:
         known = {c.key for c in self.store.categories}
         return tuple(k for k in suggested_categories(caption, ground_truth) if k in known)
 
-    def generate_missing(self, image_id: str, progress: Progress | None = None) -> str:
+    def generate_missing(self, image_id: str, progress: Progress | None = None,
+                         collection: str = "") -> str:
         """Caption the item with every configured model that has no caption for it yet."""
-        item = self.comparison.get(image_id)
+        collection = self.collection_of(image_id, collection)
+        item = self.comparison_for(collection).get(image_id)
         if item is None:
-            raise UploadError(f"No image with id '{image_id}'.")
+            raise UploadError(f"No image with id {str(image_id)[:80]!r}.")
         missing = [m for m in self.pool.labels if m not in item.captions]
         if not missing:
             return "Every model already has a caption for this image."
@@ -278,45 +440,94 @@ class Studio:
             raise UploadError("This image is not in the loaded dataset sample, so it cannot be captioned.")
         image = item.record.load().image
         cards = self.pool.caption_cards(missing, image, None, progress)
-        done, failed = [], []
-        for card in cards:
-            if card.error:
-                failed.append(f"{card.model}: {card.error}")
-                continue
-            self.comparison.add_caption(item.image_id, card.model, card.caption, card.seconds,
-                                        card.tokens)
-            self.scores.invalidate(card.model)
-            done.append(card.model)
-        with self._lock:
-            self._table = None  # new captions change the evaluation table
-        message = f"Generated: {', '.join(done)}." if done else "Nothing generated."
+        done = [card for card in cards if not card.error]
+        failed = [f"{card.model}: {card.error}" for card in cards if card.error]
+        if collection == UPLOADS_DATASET:
+            stored = self.uploads.get(item.image_id)
+            self.uploads.add(item.record.load().display, stored.metadata if stored else {},
+                             captions_of(done))
+            self._changed_uploads()
+        else:
+            for card in done:
+                self.comparison.add_caption(item.image_id, card.model, card.caption, card.seconds,
+                                            card.tokens)
+                self.scores.invalidate(card.model)
+            with self._lock:
+                self._table = None  # new captions change the evaluation table
+        names = [card.model for card in done]
+        message = f"Generated: {', '.join(names)}." if names else "Nothing generated."
         return message + (" Failed: " + "; ".join(failed) if failed else "")
 
     # -- reviews -------------------------------------------------------------------------------
 
+    def _reviewable(self, image_id: str, model: str, collection: str) -> tuple[str, Any]:
+        """(collection, item) of a caption that exists; anything else is refused with a
+        message that says which part is unknown (ids and models are never invented)."""
+        collection = self.collection_of(str(image_id or ""), collection)
+        where = "the uploads" if collection == UPLOADS_DATASET else self.dataset
+        item = self.comparison_for(collection).get(str(image_id or "")) if image_id else None
+        if item is None:
+            raise ReviewValidationError(
+                f"Not saved: there is no image with id {str(image_id)[:80]!r} in {where}.")
+        if model not in self.slot_models and model not in item.captions:
+            raise ReviewValidationError(
+                f"Not saved: unknown model {str(model)[:80]!r}; models: "
+                f"{', '.join(self.slot_models)}.")
+        if not item.captions.get(model):
+            raise ReviewValidationError(
+                f"Not saved: {str(model)[:80]} has no caption for {item.image_id} yet.")
+        return collection, item
+
     def save_review(self, image_id: str, model: str, reviewer: str, verdict: str | None,
                     corrected_caption: str, note: str, base_version: int, *,
-                    categories: Sequence[str] = (), significant: bool = False) -> SaveOutcome:
+                    categories: Sequence[str] = (), significant: bool = False,
+                    collection: str = "") -> SaveOutcome:
         """Validate and store; raises `ReviewValidationError` / `ReviewConflict` for the UI."""
-        item = self.comparison.get(image_id)
-        caption = item.captions.get(model, "") if item else ""
+        collection, item = self._reviewable(image_id, model, collection)
+        caption = item.captions[model]
         context = ReviewContext(
-            generated_caption=caption,
-            ground_truth=item.ground_truth if item else "",
-            modality=item.modality if item else "",
-            scores=self.scores.scores(image_id, model) if caption else {},
+            generated_caption=caption, ground_truth=item.ground_truth, modality=item.modality,
+            scores=self._scores_for(collection).scores(item.image_id, model),
         )
         outcome = self.store.save(ReviewInput(
-            key=ReviewKey(self.dataset, str(image_id), model, reviewer), verdict=verdict or None,
+            key=ReviewKey(collection, item.image_id, model, reviewer), verdict=verdict or None,
             corrected_caption=corrected_caption or "", note=note or "",
             base_version=int(base_version or 0), context=context,
             categories=tuple(categories or ()), significant=bool(significant)))
-        # One indexed lookup for the one row that changed (not every verdict in the store).
-        verdicts = self.store.item_verdicts(self.dataset, str(image_id), model)
+        # One indexed lookup for the one image that changed (not every review in the store).
+        verdicts, errors = review_cells(self.store.final_reviews_for_item(collection,
+                                                                           item.image_id))
+        key = (item.image_id, model)
         with self._lock:
+            if self._cells is not None:
+                self._cells[0][key] = verdicts.get(key, "")
+                self._cells[1][key] = errors.get(key, "")
             if self._table is not None:
-                self._table.set_verdict(str(image_id), model, verdicts)
+                self._table.set_verdict(item.image_id, model, verdicts.get(key, ""),
+                                        errors.get(key, ""))
         return outcome
+
+    def save_preference(self, image_id: str, model_a: str, model_b: str, reviewer: str,
+                        choice: str, collection: str = "") -> Preference:
+        """A pairwise judgement of two captions of one item (both must exist)."""
+        collection, _ = self._reviewable(image_id, model_a, collection)
+        self._reviewable(image_id, model_b, collection)
+        return self.store.save_preference(collection, str(image_id), model_a, model_b,
+                                          reviewer, choice)
+
+    def queue(self, collection: str = "") -> ReviewQueue:
+        """The review queue over one collection's captioned items (an image without a caption
+        has nothing to review); settings from `QueueSettings.from_env`."""
+        collection = collection if collection in self.collections else self.dataset
+        comparison = self.comparison_for(collection)
+        captioned = [i for i in comparison.ids() if comparison.get(i).captions]
+        return ReviewQueue(self.store, collection, captioned, self.queue_settings)
+
+    def next_for(self, reviewer: str, collection: str = "") -> tuple[str | None, QueueProgress]:
+        """(the reviewer's next item or None when nothing is left for them, their progress)."""
+        queue = self.queue(collection)
+        image_id = queue.next_for(reviewer)
+        return image_id, queue.progress(reviewer)
 
     def export_reviews(self) -> Path:
         """All completed reviews (drafts left out) as a spreadsheet-safe CSV file."""
@@ -336,19 +547,38 @@ class Studio:
 
     # -- evaluation ----------------------------------------------------------------------------
 
-    def _verdicts(self) -> dict[tuple[str, str], str]:
-        joined: dict[tuple[str, str], list[str]] = {}
-        for review in self.store.iter_reviews(self.dataset):
-            joined.setdefault((review.key.image_id, review.key.model), []).append(review.verdict or "")
-        return {k: "; ".join(sorted(set(v))) for k, v in joined.items()}
+    def _table_frame(self) -> pd.DataFrame:
+        """Dataset rows, then upload rows (with a `collection` column saying which)."""
+        parts = []
+        for collection in self.collections:
+            frame = self._scores_for(collection).table_frame(self.slot_models)
+            if len(frame):
+                parts.append(frame.assign(collection=collection))
+        return pd.concat(parts, ignore_index=True) if parts else \
+            self.scores.table_frame(self.slot_models)
 
     @property
     def evaluation(self) -> EvaluationTable:
         with self._lock:
             if self._table is None:
-                frame = self.scores.table_frame(self.slot_models)
-                self._table = EvaluationTable(frame, verdicts=self._verdicts())
+                verdicts, errors = self._all_cells()
+                self._table = EvaluationTable(self._table_frame())
+                self._table.set_verdicts(verdicts, errors)
             return self._table
+
+    def _all_cells(self) -> tuple[Cells, Cells]:
+        """Every caption's verdict and category cells, read from the store once and then kept
+        up to date by `save_review`, so a new upload (which rebuilds the table) does not reread
+        every review."""
+        with self._lock:
+            if self._cells is None:
+                verdicts, errors = {}, {}
+                for collection in self.collections:
+                    cells = review_cells(self.store.iter_reviews(collection))
+                    verdicts.update(cells[0])
+                    errors.update(cells[1])
+                self._cells = (verdicts, errors)
+            return self._cells
 
     def query_table(self, query: TableQuery) -> TablePage:
         table = self.evaluation
@@ -365,4 +595,10 @@ class Studio:
     def summary(self) -> pd.DataFrame:
         table = self.evaluation
         models = table.models or self.slot_models
-        return self.scores.summary(models, self.store.verdict_counts(self.dataset), VERDICTS)
+        counts: dict[str, dict[str, int]] = {}
+        for collection in self.collections:
+            for model, by_verdict in self.store.verdict_counts(collection).items():
+                for verdict, number in by_verdict.items():
+                    counts.setdefault(model, {})[verdict] = counts.get(model, {}).get(verdict, 0) + number
+        return self.scores.summary(models, counts, VERDICTS)
+

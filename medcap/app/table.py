@@ -11,12 +11,13 @@ import math
 import re
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Iterable, Mapping
 
 import numpy as np
 import pandas as pd
 
 from medcap.metrics.config import HEADLINE_METRICS, METRICS
+from medcap.review.categories import SIGNIFICANT_COLUMN
 
 ALL = "All"
 """Filter value meaning "no filter" (what the dropdowns show)."""
@@ -55,9 +56,11 @@ class TableLayout:
     reference: str = "original_caption"
     verdict: str = "verdict"
     contradictions: str = "fact_contradictions"  # "laterality: left vs right; ..." or ""
+    errors: str = "errors"  # error-category keys ticked by reviewers, joined with ", "
     text_columns: tuple[str, ...] = (
         "image_id", "model", "modality", "split", "timestamp", "error", "dataset",
-        "generated_caption", "original_caption", "verdict", "fact_contradictions",
+        "generated_caption", "original_caption", "verdict", "fact_contradictions", "errors",
+        "collection",
     )
     not_metrics: tuple[str, ...] = ("processing_time_sec", "seconds", "version")
     preferred_metrics: tuple[str, ...] = HEADLINE_METRICS + tuple(m for m in METRICS if m not in HEADLINE_METRICS)
@@ -79,10 +82,11 @@ class TableQuery:
     contradiction: str = ALL
     """ALL, CONTRADICTS_ANY, or a fact kind (laterality, modality, anatomy, finding): rows whose
     caption contradicts its reference (in that way)."""
+    category: str = ALL  # an error-category key (or "clinically_significant"): rows that have it
 
     def filter_key(self) -> tuple:
         return (self.search.strip().lower(), self.model, self.modality, self.verdict,
-                self.sort_by, self.descending, self.contradiction)
+                self.sort_by, self.descending, self.contradiction, self.category)
 
 
 @dataclass(frozen=True)
@@ -158,17 +162,24 @@ class EvaluationTable:
     def display_columns(self) -> list[str]:
         layout = self.layout
         return [layout.image_id, layout.model, layout.modality, *self.metrics, layout.verdict,
-                layout.contradictions, layout.generated, layout.reference]
+                layout.errors, layout.contradictions, layout.generated, layout.reference]
 
-    def set_verdicts(self, verdicts: Mapping[tuple[str, str], str]) -> None:
-        """Attach review verdicts per (image_id, model); several reviewers join with '; '."""
+    def set_verdicts(self, verdicts: Mapping[tuple[str, str], str],
+                     errors: Mapping[tuple[str, str], str] | None = None) -> None:
+        """Attach review verdicts (and ticked error categories) per (image_id, model); several
+        reviewers join with '; ' (verdicts) and ', ' (categories)."""
         layout = self.layout
-        keys = zip(self._frame[layout.image_id], self._frame[layout.model])
-        self._frame[layout.verdict] = [verdicts.get(k, "") for k in keys]
+        keys = list(zip(self._frame[layout.image_id], self._frame[layout.model]))
+        index = self._frame.index  # object dtype: an empty table's columns stay text columns
+        self._frame[layout.verdict] = pd.Series([verdicts.get(k, "") for k in keys], index=index,
+                                                dtype=object)
+        self._frame[layout.errors] = pd.Series([(errors or {}).get(k, "") for k in keys],
+                                               index=index, dtype=object)
         self._cache.clear()
 
-    def set_verdict(self, image_id: str, model: str, text: str) -> None:
-        """Update the verdict of one (image_id, model) row after a save, without a full rebuild."""
+    def set_verdict(self, image_id: str, model: str, text: str, errors: str | None = None) -> None:
+        """Update the verdict (and categories) of one (image_id, model) row after a save,
+        without a full rebuild."""
         if self._rows_by_key is None:
             layout = self.layout
             self._rows_by_key = {}
@@ -179,6 +190,8 @@ class EvaluationTable:
         if positions:
             column = self._frame.columns.get_loc(self.layout.verdict)
             self._frame.iloc[positions, column] = text
+            if errors is not None:
+                self._frame.iloc[positions, self._frame.columns.get_loc(self.layout.errors)] = errors
             self._cache.clear()
 
     # -- querying ------------------------------------------------------------------------------
@@ -205,6 +218,9 @@ class EvaluationTable:
             mask &= frame[layout.verdict].str.contains(query.verdict, regex=False).to_numpy()
         if query.contradiction != ALL:
             mask &= self._contradicts(query.contradiction)
+        if query.category not in (ALL, "", None):
+            token = rf"(?:^|, ){re.escape(query.category)}(?:,|$)"
+            mask &= frame[layout.errors].str.contains(token, regex=True).to_numpy()
         positions = np.flatnonzero(mask)
         if query.sort_by in frame.columns and len(positions):
             values = frame[query.sort_by].to_numpy()[positions]
@@ -281,3 +297,23 @@ def histogram(values: pd.DataFrame, metric: str, bins: int = 20) -> pd.DataFrame
         counts, _ = np.histogram(group[metric].to_numpy(dtype=float), bins=edges)
         parts.append(pd.DataFrame({"bin": centres, "count": counts, "model": model}))
     return pd.concat(parts, ignore_index=True)
+
+
+Cells = dict[tuple[str, str], str]
+"""(image_id, model) -> the text of one table cell."""
+
+
+def review_cells(reviews: Iterable[Any]) -> tuple[Cells, Cells]:
+    """Per (image_id, model) of final reviews: the verdicts joined with '; ' and the ticked
+    category keys (plus "clinically_significant") joined with ', ', as the table shows them."""
+    verdicts: dict[tuple[str, str], set[str]] = {}
+    errors: dict[tuple[str, str], set[str]] = {}
+    for review in reviews:
+        key = (review.key.image_id, review.key.model)
+        verdicts.setdefault(key, set()).add(review.verdict or "")
+        ticked = errors.setdefault(key, set())
+        ticked.update(review.categories)
+        if review.significant:
+            ticked.add(SIGNIFICANT_COLUMN)
+    return ({k: "; ".join(sorted(v - {""})) for k, v in verdicts.items()},
+            {k: ", ".join(sorted(v)) for k, v in errors.items()})

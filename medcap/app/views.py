@@ -18,6 +18,7 @@ from medcap.app.cards import (
     history_html,
     metadata_html,
     other_reviews_html,
+    status_html,
 )
 from medcap.app.highlight import HighlightStyle
 from medcap.app.studio import ItemView, ReviewSlot, UploadResult
@@ -27,7 +28,8 @@ from medcap.review import Review, ReviewConflict, ReviewError, SaveOutcome
 
 @dataclass(frozen=True)
 class SlotValues:
-    """What one model's review column shows: card, the reviewer's saved fields, status line."""
+    """What one model's review column shows: card, the reviewer's saved fields, status line.
+    `model` stays on the server (a gr.State); `label` is what the page may show of it."""
 
     card_html: str
     verdict: str | None
@@ -38,6 +40,10 @@ class SlotValues:
     suggested_categories: tuple[str, ...] = ()
     """Error category keys the fact check suggests; the form pre-ticks them when the reviewer
     has no saved review of this caption (a saved review's own categories win)."""
+    model: str = ""
+    label: str = ""
+    categories: tuple[str, ...] = ()
+    significant: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,8 @@ class ItemValues:
     image: Any
     truth_html: str
     slots: tuple[SlotValues, ...]
+    collection: str = ""
+    blind: bool = False
 
 
 def upload_values(result: UploadResult) -> tuple[Any, str, str, list[dict[str, Any]]]:
@@ -65,7 +73,7 @@ def _review_status(review: Review | None) -> str:
     if review is None:
         return ""
     kind = "Draft" if review.is_draft else "Saved review"
-    return f"{kind}, version {review.version}, {review.updated_at}."
+    return status_html(f"{kind}, version {review.version}, {review.updated_at}.")
 
 
 def slot_values(slot: ReviewSlot, labels: dict[str, str] | None = None,
@@ -83,6 +91,10 @@ def slot_values(slot: ReviewSlot, labels: dict[str, str] | None = None,
         version=review.version if review else 0,
         status=_review_status(review),
         suggested_categories=tuple(slot.suggested_categories),
+        model=slot.model,
+        label=slot.label or slot.model,
+        categories=tuple(review.categories) if review else (),
+        significant=bool(review.significant) if review else False,
     )
 
 
@@ -93,16 +105,17 @@ def item_values(view: ItemView) -> ItemValues:
         truth += f'<div class="mc-meta">{html.escape(view.image_note)}</div>'
     return ItemValues(view.image_id, view.image, truth,
                       tuple(slot_values(slot, view.category_labels, view.style)
-                            for slot in view.slots))
+                            for slot in view.slots), view.collection, view.blind)
 
 
 def save_values(result: SaveOutcome | ReviewError, base_version: int) -> tuple[int, str]:
-    """(version to keep editing from, status text) after a save attempt."""
+    """(version to keep editing from, status HTML) after a save attempt; the message (which may
+    quote another reviewer's text) is escaped, never rendered as Markdown or HTML."""
     if isinstance(result, SaveOutcome):
-        return result.review.version, "✅ " + result.message
+        return result.review.version, status_html("✅ " + result.message, "ok")
     if isinstance(result, ReviewConflict):
-        return base_version, "⚠️ " + str(result)
-    return base_version, "❌ " + str(result)
+        return base_version, status_html("⚠️ " + str(result), "warning")
+    return base_version, status_html("❌ " + str(result), "error")
 
 
 def review_dict(review: Review | None) -> dict[str, Any]:
@@ -111,7 +124,9 @@ def review_dict(review: Review | None) -> dict[str, Any]:
         return {"found": False, "version": 0}
     return {"found": True, "verdict": review.verdict, "corrected_caption": review.corrected_caption,
             "note": review.note, "reviewer": review.key.reviewer, "version": review.version,
-            "status": review.status, "updated_at": review.updated_at}
+            "status": review.status, "updated_at": review.updated_at,
+            "categories": list(review.categories), "significant": review.significant,
+            "collection": review.key.dataset}
 
 
 def page_values(page: TablePage) -> tuple[pd.DataFrame, str, int]:

@@ -622,6 +622,15 @@ class ReviewStore:
                 (str(dataset), who, str(dataset), who)).fetchall()
         return {row[0] for row in rows}
 
+    def final_reviews_for_item(self, dataset: str, image_id: str) -> list[Review]:
+        """Every review of one image as its latest FINAL version (one indexed lookup): what the
+        evaluation table's verdict and category cells of that image are made of."""
+        with closing(self._connect()) as conn:
+            rows = conn.execute(
+                f"SELECT * FROM reviews WHERE dataset=? AND image_id=? AND {_FINAL_WHERE}"
+                " ORDER BY model, reviewer_key", (str(dataset), str(image_id))).fetchall()
+        return [_final_review_from_row(row) for row in rows]
+
 
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a v1 file (or a new one) to v2 in place; adding columns keeps every review."""

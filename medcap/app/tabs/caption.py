@@ -1,4 +1,5 @@
-"""Caption tab: upload an image or DICOM file and caption it with the chosen models."""
+"""Caption tab: upload an image or DICOM file and caption it with the chosen models; the
+captioned upload becomes an item of the "uploads" collection, reviewable in Compare."""
 
 from __future__ import annotations
 
@@ -6,10 +7,12 @@ from dataclasses import dataclass
 
 import gradio as gr
 
+from medcap.app.cards import status_html
 from medcap.app.examples import stage_examples
 from medcap.app.studio import Studio, UploadError
 from medcap.app.tabs.common import progress_callback, user_error, without_empty_temp_files
 from medcap.app.views import upload_values
+from medcap.review import UPLOADS_DATASET
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,7 @@ class CaptionTab:
     metadata: gr.HTML
     cards: gr.HTML
     captions_json: gr.JSON
+    item: "UploadItemPanel"
 
 
 def model_choices(studio: Studio) -> list[str]:
@@ -60,22 +64,132 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                             "finding or negation word it was not sure of (hover for the "
                             "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
+                item = build_upload_item_panel()
         if studio.pool.problems:
             gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
                                   for name, why in studio.pool.problems.items()))
-    tab = CaptionTab(upload, chosen, prompt, button, preview, metadata, cards, captions_json)
+    tab = CaptionTab(upload, chosen, prompt, button, preview, metadata, cards, captions_json,
+                     item)
     _wire_caption(studio, tab)
+    _wire_upload_item(studio, tab)
     return tab
 
 
 def _wire_caption(studio: Studio, tab: CaptionTab) -> None:
-    def caption(path, labels, prompt_text, progress=gr.Progress()):
+    def caption(path, labels, prompt_text, request: gr.Request, progress=gr.Progress()):
         try:
             result = studio.caption_upload(path, labels or [], prompt_text,
                                            progress_callback(progress))
+            keep_upload(studio, result, request)
         except UploadError as exc:
             raise user_error(exc) from exc
-        return upload_values(result)
+        return *upload_values(result), result.item_id
 
-    tab.button.click(caption, [tab.upload, tab.models, tab.prompt],
-                     [tab.preview, tab.metadata, tab.cards, tab.captions_json], api_name="caption")
+    event = tab.button.click(caption, [tab.upload, tab.models, tab.prompt],
+                             [tab.preview, tab.metadata, tab.cards, tab.captions_json,
+                              tab.item.item_state], api_name="caption")
+    event.then(tab.item.shown, tab.item.item_state, tab.item.outputs, api_visibility="private")
+
+
+# -- the upload as a reviewable item ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UploadItemPanel:
+    """Under the cards: the captioned upload's item id, its reference caption, and the way to
+    review it (`/caption_item`, `/set_reference`)."""
+
+    item_state: gr.State  # the last captioned upload's id (an output of `/caption`, not shown)
+    item_id: gr.Textbox
+    reference: gr.Textbox
+    save_reference: gr.Button
+    review: gr.Button
+    status: gr.HTML
+    api_button: gr.Button  # hidden: carries the `/caption_item` endpoint
+
+    @property
+    def outputs(self) -> list:
+        return [self.item_id, self.reference, self.status]
+
+    def shown(self, item_id: str) -> tuple:
+        if not item_id:
+            return gr.skip(), gr.skip(), gr.skip()
+        return item_id, "", status_html(
+            f"Kept for review as {item_id} in the uploads collection (the display image and "
+            "non-identifying metadata only). Add a reference caption to score the captions.")
+
+
+def build_upload_item_panel() -> UploadItemPanel:
+    with gr.Group():
+        item_state = gr.State("")
+        with gr.Row():
+            item_id = gr.Textbox(label="Review id (uploads collection)", interactive=False,
+                                 elem_id="upload-item-id", scale=1)
+            reference = gr.Textbox(label="Reference caption (optional; then the captions are "
+                                         "scored like a dataset item's)",
+                                   elem_id="upload-reference", scale=3)
+        with gr.Row():
+            save_reference = gr.Button("Save reference", elem_id="save-reference")
+            review = gr.Button("Review in Compare", elem_id="review-upload")
+            api_button = gr.Button(visible=False)
+        status = gr.HTML(elem_id="upload-item-status")
+    return UploadItemPanel(item_state, item_id, reference, save_reference, review, status,
+                           api_button)
+
+
+def keep_upload(studio: Studio, result, request: gr.Request | None) -> str:
+    """File the captioned upload under this browser session (MEDCAP_KEEP_UPLOADS=0 forgets it
+    when the tab closes: see `forget_session_on_unload`)."""
+    session = (getattr(request, "session_hash", None) or "") if request is not None else ""
+    return studio.keep_upload(result, session=session)
+
+
+def _wire_upload_item(studio: Studio, tab: CaptionTab) -> None:
+    panel = tab.item
+
+    def caption_item(path, labels, prompt_text, request: gr.Request, progress=gr.Progress()):
+        """For scripts: caption an upload and get its item id with the captions."""
+        try:
+            result = studio.caption_upload(path, labels or [], prompt_text,
+                                           progress_callback(progress))
+            item_id = keep_upload(studio, result, request)
+        except UploadError as exc:
+            raise user_error(exc) from exc
+        return item_id, upload_values(result)[3]
+
+    def set_reference(item_id, text):
+        try:
+            return status_html(studio.set_reference(item_id or "", text or ""), "ok")
+        except UploadError as exc:
+            return status_html(str(exc), "error")
+
+    panel.api_button.click(caption_item, [tab.upload, tab.models, tab.prompt],
+                           [panel.item_id, tab.captions_json], api_name="caption_item")
+    panel.save_reference.click(set_reference, [panel.item_id, panel.reference], panel.status,
+                               api_name="set_reference")
+    panel.reference.submit(set_reference, [panel.item_id, panel.reference], panel.status,
+                           api_visibility="private")
+
+
+def wire_review_in_compare(studio: Studio, tab: CaptionTab, compare, tabs: gr.Tabs) -> None:
+    """"Review in Compare" opens the captioned upload in the Compare tab."""
+
+    def review(item_id, name, blind):
+        if not item_id:
+            return {tab.item.status: status_html("Caption an image first.", "warning")}
+        values = compare.open_item(studio, item_id, name, collection=UPLOADS_DATASET,
+                                   blind=blind)
+        return {tabs: gr.Tabs(selected="compare"), **values}
+
+    tab.item.review.click(review, [tab.item.item_id, compare.reviewer, compare.blind],
+                          [tabs, tab.item.status, *compare.open_outputs],
+                          api_visibility="private")
+
+
+def forget_session_on_unload(studio: Studio, demo: gr.Blocks) -> None:
+    """With MEDCAP_KEEP_UPLOADS=0 a closed browser tab takes its uploads with it."""
+
+    def forget(request: gr.Request) -> None:
+        studio.forget_session(getattr(request, "session_hash", "") or "")
+
+    demo.unload(forget)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from typing import Any, Callable
 
 import gradio as gr
@@ -13,8 +14,10 @@ def progress_callback(progress: gr.Progress) -> Callable[[float, str], None]:
 
 
 def user_error(exc: Exception) -> gr.Error:
-    """A message for the user, without a server-side traceback."""
-    return gr.Error(str(exc), print_exception=False)
+    """A message for the user, without a server-side traceback; it stays on the page until
+    the user closes it (duration=None), instead of vanishing after ten seconds. Gradio shows a
+    toast as HTML, and messages quote file names and typed text: escaped, they stay text."""
+    return gr.Error(html.escape(str(exc)), duration=None, print_exception=False)
 
 
 def without_empty_temp_files(upload: gr.File) -> gr.File:

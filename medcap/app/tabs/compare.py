@@ -1,5 +1,6 @@
 """Compare tab: one image, its ground truth and every model's caption side by side, reviewed
-per model; navigation by id, modality, previous / next / random."""
+per caption; a collection switch (dataset sample / results CSV, or the uploads), navigation by
+id, modality, previous / next / random, the review queue ("Next for me") and blind mode."""
 
 from __future__ import annotations
 
@@ -9,11 +10,16 @@ from typing import Any
 import gradio as gr
 from gradio.components import Component
 
+from medcap.app.cards import status_html
+from medcap.app.guidelines import key_map, load_guidelines
+from medcap.app.keyboard import keymap_html
 from medcap.app.studio import Studio, UploadError
 from medcap.app.table import ALL
-from medcap.app.tabs.common import progress_callback, user_error
-from medcap.app.tabs.review import SlotComponents, build_slot
+from medcap.app.tabs.common import progress_callback
+from medcap.app.tabs.pairwise import build_pairwise_panel, wire_pairwise
+from medcap.app.tabs.review import SlotComponents, build_slot, wire_saves
 from medcap.app.views import ItemValues, item_values
+from medcap.review import ReviewError
 
 
 @dataclass(frozen=True)
@@ -22,10 +28,14 @@ class CompareTab:
 
     tab: gr.Tab
     reviewer: gr.Textbox
+    collection: gr.Dropdown  # which collection navigation and the queue walk
     modality: gr.Dropdown
     image_id: gr.Textbox
-    status: gr.Markdown
+    blind: gr.Checkbox
+    status: gr.HTML  # stays until the next action (errors, conflicts, counts)
+    progress: gr.HTML
     current_id: gr.State  # the open item's id
+    current_collection: gr.State  # ... and its collection
     opened_by: gr.State  # the reviewer name the open item's fields belong to
     image: gr.Image
     truth: gr.HTML
@@ -33,57 +43,79 @@ class CompareTab:
 
     @property
     def open_outputs(self) -> list[Component]:
-        """Everything opening an item updates, in the `/open_item` endpoint's output order."""
+        """Everything opening an item updates, in the `/open_item` endpoint's output order
+        (fields added later come last, so older scripts' positions still hold)."""
         return [self.current_id, self.image, self.truth,
                 *(c for slot in self.slots for c in slot.outputs()),
-                self.image_id, self.status, self.opened_by]
+                self.image_id, self.status, self.opened_by, self.current_collection,
+                self.collection, *(c for slot in self.slots for c in slot.extra_outputs())]
 
     def show(self, values: ItemValues, keep_edits: bool = False) -> dict[Component, Any]:
         """Component -> value for an opened item (`SlotComponents.show` on `keep_edits`)."""
         shown: dict[Component, Any] = {self.current_id: values.image_id, self.image: values.image,
-                                       self.truth: values.truth_html}
+                                       self.truth: values.truth_html,
+                                       self.current_collection: values.collection,
+                                       self.collection: values.collection}
         for slot, slot_values in zip(self.slots, values.slots, strict=True):
             shown.update(slot.show(slot_values, keep_edits))
         return shown
 
-    def open_item(self, studio: Studio, image_id: str, name: str,
-                  keep_edits: bool = False) -> dict[Component, Any]:
-        """Values (for `open_outputs`) that show item `image_id` with `name`'s reviews."""
+    def open_item(self, studio: Studio, image_id: str, name: str, keep_edits: bool = False,
+                  collection: str = "", blind: bool = False) -> dict[Component, Any]:
+        """Values (for `open_outputs`) that show item `image_id` with `name`'s reviews; an
+        unknown id is a message in the status area, and the open item stays as it was."""
         try:
-            view = studio.open_item(image_id, name or "")
+            view = studio.open_item(image_id, name or "", collection or "", bool(blind))
         except UploadError as exc:
-            raise user_error(exc) from exc
+            return {self.status: status_html(str(exc), "error")}
         return {**self.show(item_values(view), keep_edits), self.image_id: view.image_id,
                 self.status: "", self.opened_by: (name or "").strip()}
 
 
 def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
-    """The Compare tab with its `/open_item` and `/generate_missing` endpoints (the reviews'
-    own API is `review.register_review_api`); `demo` restores the remembered reviewer name."""
+    """The Compare tab with its `/open_item`, `/next_item` and `/generate_missing` endpoints
+    (the reviews' own API is `review.register_review_api`); `demo` restores the remembered
+    reviewer name."""
     with gr.Tab("Compare", id="compare") as tab:
         current_id = gr.State("")
+        current_collection = gr.State("")
         opened_by = gr.State("")
         remembered_name = gr.BrowserState("", storage_key="medcap-reviewer-name")
+        gr.HTML(keymap_html(key_map(studio.categories)))
         with gr.Row():
             reviewer = gr.Textbox(label="Your name (reviewer)", elem_id="reviewer", scale=2)
+            collection = gr.Dropdown(studio.collections, value=studio.collections[0],
+                                     label="Collection", elem_id="collection", scale=1)
             modality = gr.Dropdown([ALL], value=ALL, label="Modality", scale=1)
             image_id = gr.Textbox(label="Image id", elem_id="image-id", scale=2)
-            open_button = gr.Button("Open", scale=0)
+            open_button = gr.Button("Open", scale=0, elem_id="open-button")
         with gr.Row():
-            previous_button = gr.Button("◀ Previous")
+            next_for_me = gr.Button("Next for me (J)", variant="primary", elem_id="next-for-me")
+            blind = gr.Checkbox(studio.queue_settings.blind, label="Blind (hide model names)",
+                                elem_id="blind")
+            previous_button = gr.Button("◀ Previous", elem_id="previous-button")
             random_button = gr.Button("Random")
             next_button = gr.Button("Next ▶", elem_id="next-button")
             generate_button = gr.Button("Generate missing captions")
-        status = gr.Markdown(elem_id="compare-status")
+        progress = gr.HTML(elem_id="queue-progress")
+        status = gr.HTML(elem_id="compare-status")
         with gr.Row():
             image = gr.Image(label="Image", type="pil", interactive=False, height=360, scale=1)
             truth = gr.HTML(scale=2)
         with gr.Row(equal_height=False):
-            slots = tuple(build_slot(studio, index, model, current_id, reviewer)
+            slots = tuple(build_slot(studio, index, model)
                           for index, model in enumerate(studio.slot_models))
-    compare = CompareTab(tab, reviewer, modality, image_id, status, current_id, opened_by,
-                         image, truth, slots)
+            with gr.Column(min_width=260, elem_id="guidelines"):
+                with gr.Accordion("Guidelines and keys", open=True):
+                    gr.Markdown(load_guidelines(studio.categories))
+        pairwise = build_pairwise_panel() if len(slots) >= 2 else None
+    compare = CompareTab(tab, reviewer, collection, modality, image_id, blind, status, progress,
+                         current_id, current_collection, opened_by, image, truth, slots)
+    wire_saves(studio, slots, current_id, current_collection, reviewer, blind)
+    if pairwise is not None:
+        wire_pairwise(studio, pairwise, slots, current_id, current_collection, reviewer, blind)
     _wire_navigation(studio, compare, open_button, previous_button, next_button, random_button)
+    _wire_queue(studio, compare, next_for_me)
     reviewer.change(lambda name: name, reviewer, remembered_name, api_visibility="private")
     demo.load(lambda name: name, remembered_name, reviewer, api_visibility="private")
     _wire_entering(studio, compare)
@@ -95,70 +127,122 @@ def _wire_navigation(studio: Studio, compare: CompareTab, open_button: gr.Button
                      previous_button: gr.Button, next_button: gr.Button,
                      random_button: gr.Button) -> None:
     outputs = compare.open_outputs
-    position = [compare.current_id, compare.modality, compare.reviewer]
+    position = [compare.current_id, compare.collection, compare.modality, compare.reviewer,
+                compare.blind]
 
-    def open_item(image_id, name):
-        return compare.open_item(studio, image_id, name)
+    def open_item(image_id, name, blind, collection=""):
+        return compare.open_item(studio, image_id, name, collection=collection, blind=blind)
 
-    def open_or_explain(target, name, chosen_modality):
+    def open_or_explain(target, name, blind, collection, chosen_modality):
         if target:
-            return open_item(target, name)
-        return {compare.status: f"No images with modality {chosen_modality} in {studio.dataset}."}
+            return open_item(target, name, blind, collection)
+        return {compare.status: status_html(
+            f"No images with modality {chosen_modality} in {collection}.", "warning")}
 
-    def step(current, chosen_modality, name, delta):
-        target = studio.comparison.step(current or None, delta, chosen_modality or ALL)
-        return open_or_explain(target, name, chosen_modality)
+    def step(current, collection, chosen_modality, name, blind, delta):
+        target = studio.comparison_for(collection).step(current or None, delta,
+                                                        chosen_modality or ALL)
+        return open_or_explain(target, name, blind, collection, chosen_modality)
 
-    def reopen(current, name, opened_name):
+    def random_item(current, collection, chosen_modality, name, blind):
+        target = studio.comparison_for(collection).random_id(chosen_modality or ALL, avoid=current)
+        return open_or_explain(target, name, blind, collection, chosen_modality)
+
+    def switch_collection(collection, name, blind):
+        """Another collection: its modalities, and its first item."""
+        comparison = studio.comparison_for(collection)
+        shown = step(None, collection, ALL, name, blind, 0)
+        return {compare.modality: gr.update(choices=[ALL, *comparison.modalities], value=ALL),
+                compare.progress: "", **shown}  # the progress line was another queue's
+
+    def reopen(current, collection, name, opened_name, blind):
         """A new reviewer name loads that reviewer's reviews; leaving the box unchanged
         (blur fires anyway) touches nothing."""
         if not current or (name or "").strip() == opened_name:
             return gr.skip()
-        return open_item(current, name)
+        return open_item(current, name, blind, collection)
 
-    open_button.click(open_item, [compare.image_id, compare.reviewer], outputs,
+    open_button.click(open_item, [compare.image_id, compare.reviewer, compare.blind], outputs,
                       api_name="open_item")
-    compare.image_id.submit(open_item, [compare.image_id, compare.reviewer], outputs,
-                            api_visibility="private")
-    next_button.click(lambda c, m, n: step(c, m, n, 1), position, outputs,
-                      api_visibility="private")
-    previous_button.click(lambda c, m, n: step(c, m, n, -1), position, outputs,
-                          api_visibility="private")
-    random_button.click(
-        lambda c, m, n: open_or_explain(studio.comparison.random_id(m or ALL, avoid=c), n, m),
-        position, outputs, api_visibility="private")
-    compare.modality.change(lambda m, n: step(None, m, n, 0), [compare.modality, compare.reviewer],
+    compare.image_id.submit(open_item, [compare.image_id, compare.reviewer, compare.blind],
                             outputs, api_visibility="private")
-    compare.reviewer.blur(reopen, [compare.current_id, compare.reviewer, compare.opened_by],
+    next_button.click(lambda *v: step(*v, 1), position, outputs, api_visibility="private")
+    previous_button.click(lambda *v: step(*v, -1), position, outputs, api_visibility="private")
+    random_button.click(random_item, position, outputs, api_visibility="private")
+    compare.modality.input(lambda c, m, n, b: step(None, c, m, n, b, 0),
+                           [compare.collection, compare.modality, compare.reviewer,
+                            compare.blind], outputs, api_visibility="private")
+    compare.collection.input(switch_collection,
+                             [compare.collection, compare.reviewer, compare.blind],
+                             [compare.modality, compare.progress, *outputs],
+                             api_visibility="private")
+    compare.reviewer.blur(reopen, [compare.current_id, compare.current_collection,
+                                   compare.reviewer, compare.opened_by, compare.blind],
                           outputs, api_visibility="private")
+    compare.blind.input(lambda c, k, n, b: open_item(c, n, b, k) if c else gr.skip(),
+                        [compare.current_id, compare.current_collection, compare.reviewer,
+                         compare.blind], outputs, api_visibility="private")
+
+
+def _wire_queue(studio: Studio, compare: CompareTab, next_for_me: gr.Button) -> None:
+    """"Next for me": the reviewer's next item of the chosen collection's queue (each item goes
+    to `MEDCAP_QUEUE_OVERLAP` reviewers), with their progress."""
+    settings = studio.queue_settings
+
+    def next_item(name, collection, blind):
+        try:
+            target, progress = studio.next_for(name or "", collection or "")
+        except ReviewError as exc:
+            return {compare.status: status_html(str(exc), "error")}
+        line = status_html(f"Your queue in {collection}: {progress.done} done / "
+                           f"{progress.assigned} assigned (each item goes to "
+                           f"{settings.overlap} reviewer{'s' if settings.overlap != 1 else ''}, "
+                           f"{settings.order} order).")
+        if target is None:
+            return {compare.progress: line, compare.status: status_html(
+                f"Nothing left for you in {collection}: every item is done by you or already "
+                f"has {settings.overlap} reviewers.", "ok")}
+        return {**compare.open_item(studio, target, name, collection=collection, blind=blind),
+                compare.progress: line}
+
+    next_for_me.click(next_item, [compare.reviewer, compare.collection, compare.blind],
+                      [compare.progress, *compare.open_outputs], api_name="next_item")
 
 
 def _wire_entering(studio: Studio, compare: CompareTab) -> None:
-    def enter_compare(current, chosen_modality, name):
-        """On entering the tab: reopen the current image (fresh reviews, the reviewer's unsaved
-        text kept) or the first one."""
-        comparison = studio.comparison
+    def enter_compare(current, collection, chosen_modality, name, blind):
+        """On entering the tab: reopen the current item (fresh reviews, the reviewer's unsaved
+        work kept) or the first one of the chosen collection."""
+        comparison = studio.comparison_for(collection)
         target = current or comparison.first(chosen_modality or ALL)
-        values = (compare.open_item(studio, target, name, keep_edits=bool(current))
-                  if target else {})
-        values[compare.status] = (studio.data_problem
-                                  or f"{len(comparison):,} images in {studio.dataset}.")
+        values = (compare.open_item(studio, target, name, keep_edits=bool(current),
+                                    collection=collection, blind=blind) if target else {})
+        if compare.status not in values or not values[compare.status]:
+            values[compare.status] = status_html(
+                studio.data_problem or f"{len(comparison):,} images in {collection}.",
+                "error" if studio.data_problem else "")
         return {compare.modality: gr.update(choices=[ALL, *comparison.modalities]), **values}
 
-    compare.tab.select(enter_compare, [compare.current_id, compare.modality, compare.reviewer],
-                       [compare.modality, *compare.open_outputs], api_visibility="private")
+    compare.tab.select(
+        lambda cur, kept, chosen, m, n, b: enter_compare(cur, kept or chosen, m, n, b),
+        [compare.current_id, compare.current_collection, compare.collection, compare.modality,
+         compare.reviewer, compare.blind],
+        [compare.modality, *compare.open_outputs], api_visibility="private")
 
 
 def _wire_generate(studio: Studio, compare: CompareTab, generate_button: gr.Button) -> None:
-    def generate(image_id, name, open_id, progress=gr.Progress()):
+    def generate(image_id, name, open_id, collection, blind, progress=gr.Progress()):
         try:
-            message = studio.generate_missing(image_id, progress_callback(progress))
-        except UploadError as exc:
-            raise user_error(exc) from exc
+            message = studio.generate_missing(image_id, progress_callback(progress),
+                                              collection=collection if image_id == open_id else "")
+        except (UploadError, ReviewError) as exc:
+            return {compare.status: status_html(str(exc), "error")}
         # The image on screen: keep the reviewer's unsaved text.
-        values = compare.open_item(studio, image_id, name, keep_edits=image_id == open_id)
-        values[compare.status] = message
+        values = compare.open_item(studio, image_id, name, keep_edits=image_id == open_id,
+                                   blind=blind)
+        values[compare.status] = status_html(message, "ok")
         return values
 
-    generate_button.click(generate, [compare.image_id, compare.reviewer, compare.current_id],
+    generate_button.click(generate, [compare.image_id, compare.reviewer, compare.current_id,
+                                     compare.current_collection, compare.blind],
                           compare.open_outputs, api_name="generate_missing")

@@ -12,7 +12,7 @@ from medcap.app.studio import Studio
 from medcap.app.table import ALL, UNREVIEWED, TableQuery, contradiction_choices
 from medcap.app.tabs.compare import CompareTab
 from medcap.app.views import page_values
-from medcap.review import VERDICTS
+from medcap.review import SIGNIFICANT_COLUMN, VERDICTS
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class EvaluationTab:
     modality_filter: gr.Dropdown
     verdict_filter: gr.Dropdown
     contradiction_filter: gr.Dropdown
+    category_filter: gr.Dropdown
     sort_by: gr.Dropdown
     descending: gr.Checkbox
     page: gr.Number
@@ -40,7 +41,8 @@ class EvaluationTab:
     def query_inputs(self) -> list[Component]:
         """The `/query_table` endpoint's inputs, in order."""
         return [self.search, self.model_filter, self.modality_filter, self.verdict_filter,
-                self.sort_by, self.descending, self.page, self.contradiction_filter]
+                self.sort_by, self.descending, self.page, self.contradiction_filter,
+                self.category_filter]
 
     @property
     def table_outputs(self) -> list[Component]:
@@ -61,6 +63,10 @@ def build_evaluation_tab(studio: Studio, compare: CompareTab, tabs: gr.Tabs) -> 
             contradiction_filter = gr.Dropdown(contradiction_choices(), value=ALL,
                                                label="Contradicts the reference",
                                                elem_id="contradiction-filter")
+            category_filter = gr.Dropdown(
+                [ALL, *((c.label, c.key) for c in studio.categories),
+                 ("Clinically significant", SIGNIFICANT_COLUMN)],
+                value=ALL, label="Error category (reviews)", elem_id="category-filter")
         with gr.Row():
             sort_by = gr.Dropdown(["image_id"], value="image_id", label="Sort by")
             descending = gr.Checkbox(False, label="Descending")
@@ -76,7 +82,8 @@ def build_evaluation_tab(studio: Studio, compare: CompareTab, tabs: gr.Tabs) -> 
         plot = gr.BarPlot(x="bin", y="count", color="model", label="Distribution",
                           x_title="score", y_title="captions", elem_id="distribution")
     evaluation = EvaluationTab(tab, summary, search, model_filter, modality_filter,
-                               verdict_filter, contradiction_filter, sort_by, descending, page, page_previous,
+                               verdict_filter, contradiction_filter, category_filter, sort_by,
+                               descending, page, page_previous,
                                page_next, page_label, table, plot_metric, plot)
     _wire_table(studio, evaluation)
     _wire_plot(studio, evaluation)
@@ -88,13 +95,14 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
     inputs, outputs = evaluation.query_inputs, evaluation.table_outputs
 
     def query(search_text, model_value, modality_value, verdict_value, sort_value,
-              descending_value, page_value, contradiction_value=ALL, delta=0):
+              descending_value, page_value, contradiction_value=ALL, category_value=ALL,
+              delta=0):
         table_query = TableQuery(
             search=search_text or "", model=model_value or ALL,
             modality=modality_value or ALL, verdict=verdict_value or ALL,
             sort_by=sort_value, descending=bool(descending_value),
             page=int(page_value or 1) + delta, page_size=studio.options.page_size,
-            contradiction=contradiction_value or ALL)
+            contradiction=contradiction_value or ALL, category=category_value or ALL)
         rows, label, shown = page_values(studio.query_table(table_query))
         return rows, label, shown
 
@@ -119,7 +127,7 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
     gr.on([evaluation.search.submit, evaluation.model_filter.input,
            evaluation.modality_filter.input, evaluation.verdict_filter.input,
            evaluation.sort_by.input, evaluation.descending.input,
-           evaluation.contradiction_filter.input],
+           evaluation.contradiction_filter.input, evaluation.category_filter.input],
           query_from_start, inputs, outputs, api_name="query_table")
     evaluation.page.submit(query, inputs, outputs, api_visibility="private")
     evaluation.page_previous.click(lambda *v: query(*v, delta=-1), inputs, outputs,
@@ -130,12 +138,13 @@ def _wire_table(studio: Studio, evaluation: EvaluationTab) -> None:
 
 def _wire_plot(studio: Studio, evaluation: EvaluationTab) -> None:
     def plot_values(metric, search_text, model_value, modality_value, verdict_value,
-                    contradiction_value):
+                    contradiction_value, category_value):
         if not metric:
             return None
         table_query = TableQuery(search=search_text or "", model=model_value or ALL,
                                  modality=modality_value or ALL, verdict=verdict_value or ALL,
-                                 contradiction=contradiction_value or ALL)
+                                 contradiction=contradiction_value or ALL,
+                                 category=category_value or ALL)
         counts = studio.distribution(metric, table_query)
         centres = sorted(set(counts["bin"]))
         width = centres[1] - centres[0] if len(centres) > 1 else 1.0
@@ -144,19 +153,20 @@ def _wire_plot(studio: Studio, evaluation: EvaluationTab) -> None:
 
     gr.on([evaluation.plot_metric.change, evaluation.search.submit, evaluation.model_filter.input,
            evaluation.modality_filter.input, evaluation.verdict_filter.input,
-           evaluation.contradiction_filter.input], plot_values,
+           evaluation.contradiction_filter.input, evaluation.category_filter.input],
+          plot_values,
           [evaluation.plot_metric, evaluation.search, evaluation.model_filter,
            evaluation.modality_filter, evaluation.verdict_filter,
-           evaluation.contradiction_filter], evaluation.plot,
+           evaluation.contradiction_filter, evaluation.category_filter], evaluation.plot,
           api_visibility="private")
 
 
 def _wire_row_select(studio: Studio, evaluation: EvaluationTab, compare: CompareTab,
                      tabs: gr.Tabs) -> None:
-    def open_selected(name, event: gr.SelectData):
+    def open_selected(name, blind, event: gr.SelectData):
         row = event.row_value or []
-        values = compare.open_item(studio, str(row[0]) if row else "", name)
+        values = compare.open_item(studio, str(row[0]) if row else "", name, blind=blind)
         return {tabs: gr.Tabs(selected="compare"), **values}
 
-    evaluation.table.select(open_selected, [compare.reviewer], [tabs, *compare.open_outputs],
-                            api_visibility="private")
+    evaluation.table.select(open_selected, [compare.reviewer, compare.blind],
+                            [tabs, *compare.open_outputs], api_visibility="private")
