@@ -78,6 +78,7 @@ def test_1_caption_tab_upload_and_caption(page, tmp_path) -> None:
 def test_2_compare_tab_review_is_saved_and_reappears(page, page_url) -> None:
     _, studio, _ = page_url
     open_tab(page, "Compare")
+    page.locator("#blind input").uncheck()  # named cards in model order (blind: test_browser_review)
     reviewer = textbox(page, "reviewer")
     reviewer.fill("Dr Browser")
     textbox(page, "image-id").fill("ROCOv2_2023_test_000000")

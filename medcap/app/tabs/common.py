@@ -17,7 +17,7 @@ def user_error(exc: Exception) -> gr.Error:
     """A message for the user, without a server-side traceback; it stays on the page until
     the user closes it (duration=None), instead of vanishing after ten seconds. Gradio shows a
     toast as HTML, and messages quote file names and typed text: escaped, they stay text."""
-    return gr.Error(html.escape(str(exc)), duration=None, print_exception=False)
+    return gr.Error(html.escape(str(exc), quote=False), duration=None, print_exception=False)
 
 
 def without_empty_temp_files(upload: gr.File) -> gr.File:
