@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
+from medcap.metrics.config import HEADLINE_METRICS
 from medcap.review.categories import (
     DEFAULT_CATEGORIES,
     SIGNIFICANT_COLUMN,
@@ -49,8 +50,9 @@ class CsvSafety:
 
 CSV_SAFETY = CsvSafety()
 
-PREFERRED_SCORE_ORDER: tuple[str, ...] = ("bleu4", "meteor", "rouge_l", "cider_d")
-"""Score columns come in this order; any other score follows alphabetically."""
+PREFERRED_SCORE_ORDER: tuple[str, ...] = HEADLINE_METRICS
+"""Score columns come in the metric table's headline order; any other score follows
+alphabetically."""
 
 EXPORT_LEAD_COLUMNS: tuple[str, ...] = (
     "image_id", "dataset", "modality", "ground_truth", "model", "generated_caption",
