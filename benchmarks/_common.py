@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,11 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:  # `python benchmarks/x.py` puts only benchmarks/ on the path
-    sys.path.insert(0, str(REPO_ROOT))
-
-from tests.support.tiny_models import (  # noqa: E402  (reuse the offline tokenizer recipes)
+from tests.support.tiny_models import (  # reuse the offline tokenizer recipes
     QWEN_CHAT_TEMPLATE,
     QWEN_SPECIALS,
     SPECIALS_BERT,

@@ -1,6 +1,6 @@
 """How fast the review studio feels: page load, and the 30,000-row evaluation table.
 
-    python benchmarks/bench_app.py [--rows-per-model 10000] [--models 3] [--repeat 5]
+    python -m benchmarks.bench_app [--rows-per-model 10000] [--models 3] [--repeat 5]
 
 Prints (1) filter / search / sort / page times of `EvaluationTable` on a synthetic table the size
 of 3 models × the ROCOv2 test split (9,927 images; 10,000 by default), (2) server start and first
@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import time
 import urllib.request
@@ -24,7 +23,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 

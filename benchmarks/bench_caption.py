@@ -7,9 +7,9 @@ of tokens per image (greedy, min_new_tokens = max_new_tokens), so images/second 
 like. Weights are random (built from configs, no hub): the cost of a forward pass does not depend
 on the values once the token count is fixed.
 
-    python benchmarks/bench_caption.py                       # BLIP-base + Qwen2-VL (0.5B LM), CPU
-    python benchmarks/bench_caption.py --size tiny --images 2  # smoke run in seconds
-    python benchmarks/bench_caption.py --device cuda --size real --new-tokens 64 --images 256
+    python -m benchmarks.bench_caption                       # BLIP-base + Qwen2-VL (0.5B LM), CPU
+    python -m benchmarks.bench_caption --size tiny --images 2  # smoke run in seconds
+    python -m benchmarks.bench_caption --device cuda --size real --new-tokens 64 --images 256
 """
 
 from __future__ import annotations
@@ -27,8 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402  (also puts the repository root on sys.path)
+from benchmarks import _common  # noqa: E402
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402

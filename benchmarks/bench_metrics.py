@@ -12,7 +12,7 @@ captions. The naive loop calls the reference libraries one pair at a time (pycoc
 nltk meteor_score, rouge-score), plus pycocoevalcap Cider once per model (CIDEr-D is corpus-level);
 it runs on a sample and is extrapolated linearly, because in full it takes many minutes.
 
-    python benchmarks/bench_metrics.py [--rows 10000] [--models 3] [--naive-sample 600]
+    python -m benchmarks.bench_metrics [--rows 10000] [--models 3] [--naive-sample 600]
 """
 
 from __future__ import annotations
@@ -24,8 +24,6 @@ import os
 import sys
 import time
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from medcap.metrics import FACT_METRICS, LEXICAL_METRICS, MetricsConfig, score_captions  # noqa: E402
 from medcap.metrics.tokenize import coco_tokenize  # noqa: E402

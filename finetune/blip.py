@@ -1,8 +1,8 @@
 """Full fine-tune of BLIP (`Salesforce/blip-image-captioning-base`) on radiology captions.
 
-    python finetune/blip.py --data eltorio/ROCOv2-radiology --output-dir runs/blip-roco
-    accelerate launch --num_processes 2 finetune/blip.py --output-dir runs/blip-roco
-    python finetune/blip.py --help
+    python -m finetune.blip --data eltorio/ROCOv2-radiology --output-dir runs/blip-roco
+    accelerate launch --num_processes 2 -m finetune.blip --output-dir runs/blip-roco
+    python -m finetune.blip --help
 
 All weights train, as in the MedBLIP seed. The run folder holds the best checkpoint as a complete
 model + processor and a `medcap.json` manifest, so `--model NAME=RUN_DIR` loads it in medcap.
@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import sys
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-if __package__ in (None, ""):  # run as a file: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: finetune.common would not import
+    sys.exit("Run it as a module from the repository folder: python -m finetune.blip --help")
 
 import torch
 

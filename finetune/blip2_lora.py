@@ -1,8 +1,8 @@
 """LoRA on BLIP-2's language model (`Salesforce/blip2-opt-6.7b`), 8-bit on a GPU, as the seed did.
 
-    python finetune/blip2_lora.py --output-dir runs/blip2-lora            # 8-bit on one GPU
-    python finetune/blip2_lora.py --quantization 4bit --batch-size 8 ...  # smaller GPUs
-    accelerate launch --num_processes 4 finetune/blip2_lora.py ...        # one 8-bit copy per GPU
+    python -m finetune.blip2_lora --output-dir runs/blip2-lora            # 8-bit on one GPU
+    python -m finetune.blip2_lora --quantization 4bit --batch-size 8 ...  # smaller GPUs
+    accelerate launch --num_processes 4 -m finetune.blip2_lora ...        # one 8-bit copy per GPU
 
 The vision encoder, Q-Former and OPT stay frozen; LoRA adapts OPT's attention projections
 (`q_proj`, `v_proj`, which only OPT has). The loss covers the caption and its end token, not the
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-if __package__ in (None, ""):  # run as a file: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: finetune.common would not import
+    sys.exit("Run it as a module from the repository folder: python -m finetune.blip2_lora --help")
 
 import torch
 

@@ -1,8 +1,8 @@
 """LoRA on Qwen2-VL's language model (`Qwen/Qwen2-VL-2B-Instruct`) with its chat template.
 
-    python finetune/qwen2vl_lora.py --output-dir runs/qwen2vl-lora
-    python finetune/qwen2vl_lora.py --prompt "Write the figure caption." --max-pixels 200704
-    accelerate launch --num_processes 4 finetune/qwen2vl_lora.py ...
+    python -m finetune.qwen2vl_lora --output-dir runs/qwen2vl-lora
+    python -m finetune.qwen2vl_lora --prompt "Write the figure caption." --max-pixels 200704
+    accelerate launch --num_processes 4 -m finetune.qwen2vl_lora ...
 
 Each example is the conversation the app sends (user: image + prompt) followed by the reference
 caption as the assistant's answer. The loss covers the answer tokens only: the template, prompt
@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
 
-if __package__ in (None, ""):  # run as a file: make the repository's packages importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a file: finetune.common would not import
+    sys.exit("Run it as a module from the repository folder: python -m finetune.qwen2vl_lora --help")
 
 import torch
 

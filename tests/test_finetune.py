@@ -332,13 +332,14 @@ def test_two_process_ddp_run_trains_like_one_process_with_the_global_batch(
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in common.items()]
     done = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         str(Path(__file__).resolve().parents[1] / "finetune" / "blip.py"),
+         "-m", "finetune.blip",
          f"--base-model={tiny_blip_dir}", "--data=synthetic", "--synthetic-image-size=32",
          "--batch-size=4", "--num-workers=0", "--no-progress-bar", "--logging-steps=1",
          "--warmup=0", "--weight-decay=0", "--seed=0", "--max-new-tokens=16",
          f"--output-dir={tmp_path / 'two'}", *flags],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+             "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert done.returncode == 0, done.stderr[-3000:]
     history = json.loads((tmp_path / "two" / "history.json").read_text())
     assert [e["loss"] for e in history["train"]] == pytest.approx(

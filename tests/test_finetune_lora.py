@@ -194,9 +194,9 @@ def test_qwen_lora_resume_with_dropout_continues_exactly(tiny_qwen2_vl_dir: Path
 
 def test_script_reports_a_missing_base_model_as_a_message(tmp_path: Path) -> None:
     missing = tmp_path / "no-such-model"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
     done = subprocess.run(
-        [sys.executable, str(REPO / "finetune" / "blip2_lora.py"), "--base-model", str(missing),
+        [sys.executable, "-m", "finetune.blip2_lora", "--base-model", str(missing),
          "--data", "synthetic", "--output-dir", str(tmp_path / "run")],
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 2

@@ -3,20 +3,12 @@ checks that the lean greedy probability path gives the same numbers as generate'
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 from PIL import Image
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-
-import _common  # noqa: E402
-import bench_caption  # noqa: E402
-
-from medcap.models import create_captioner, resolve_spec  # noqa: E402
+from benchmarks import _common, bench_caption
+from medcap.models import create_captioner, resolve_spec
 
 
 def test_benchmark_runs_all_paths_on_tiny_models(tmp_path, capsys):

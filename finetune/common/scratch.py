@@ -1,4 +1,4 @@
-"""A small BLIP built from scratch, for the offline demo (`finetune/blip.py --base-model scratch`).
+"""A small BLIP built from scratch, for the offline demo (`python -m finetune.blip --base-model scratch`).
 
 No captioning weights can be downloaded here (or anywhere offline), so the demo starts from a
 randomly initialised BLIP whose word vocabulary is taken from the training captions: a few

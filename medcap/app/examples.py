@@ -10,13 +10,14 @@ import shutil
 from pathlib import Path
 
 from medcap.app.tempfiles import gradio_temp_dir
+from medcap.paths import assets_dir
 
 EXAMPLE_SUFFIXES = (".png", ".jpg", ".jpeg", ".dcm")
 
 
 def bundled_examples() -> list[Path]:
     """The project's assets/examples (pydicom's CT and MR samples are copied there)."""
-    assets = Path(__file__).resolve().parents[2] / "assets" / "examples"
+    assets = assets_dir() / "examples"
     if not assets.is_dir():
         return []
     return sorted(p for p in assets.iterdir() if p.suffix.lower() in EXAMPLE_SUFFIXES)

@@ -1,4 +1,4 @@
-"""Command-line interface: `python -m medcap <command>`.
+"""Command-line interface: `medcap <command>` (installed) or `python -m medcap <command>`.
 
 Each command lives in its own module exposing `add_parser(subparsers)` and `run(args) -> int`;
 modules are imported lazily so `--help` stays fast and one broken command cannot hide the others.
@@ -19,7 +19,7 @@ COMMANDS = {
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m medcap", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog=_program_name(), description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     for name, module_name in COMMANDS.items():
         try:
@@ -30,6 +30,11 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module.add_parser(sub)
     return parser
+
+
+def _program_name() -> str:
+    """`medcap` when run as the installed command, `python -m medcap` otherwise."""
+    return "python -m medcap" if sys.argv[0].endswith("__main__.py") else "medcap"
 
 
 def _unavailable(name: str, exc: Exception) -> int:
