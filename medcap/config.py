@@ -72,7 +72,7 @@ class Settings:
                 if name in self.prompts:
                     overrides["prompt"] = self.prompts[name]
                 spec = resolve_spec(name, source, **overrides)
-                if spec.name == "blip2-lora" and not spec.adapter and self.blip2_adapter:
+                if spec.requires_adapter and not spec.adapter and self.blip2_adapter:
                     spec = resolve_spec(name, self.blip2_adapter, **overrides)
                 check_ready(spec)  # listed as unavailable now, not after a user's first click
                 specs.append(spec)

@@ -12,10 +12,12 @@ import torch
 from PIL import Image
 
 from medcap.models import (
+    FAMILIES,
     Manifest,
     ModelLoadError,
     create_captioner,
     discover_runs,
+    register_model,
     resolve_spec,
     write_manifest,
 )
@@ -308,3 +310,30 @@ def test_broken_manifest_is_reported(tmp_path):
     (tmp_path / "medcap.json").write_text(json.dumps({"format": "medcap-model/1"}))
     with pytest.raises(ModelLoadError, match="lacks family, base_model"):
         resolve_spec("run", str(tmp_path))
+
+
+def test_each_family_declares_what_it_accepts_on_its_captioner_class() -> None:
+    """The traits are class attributes of the Captioner classes, and the same values the app
+    and CLI read without importing the adapters."""
+    from medcap.models.families import family_traits
+    from medcap.models.registry import family_class, takes_prompt
+
+    for family in FAMILIES:
+        cls, traits = family_class(family), family_traits(family)
+        assert issubclass(cls, traits) and cls.family == family
+        assert cls.takes_prompt == takes_prompt(resolve_spec("x", "hub/id", family=family))
+    assert [f for f in FAMILIES if family_traits(f).takes_prompt] == ["qwen2-vl"]
+
+
+def test_a_registered_model_that_requires_an_adapter_is_refused_without_one() -> None:
+    from medcap.models.registry import _MODELS, check_ready
+
+    register_model("custom-lora")(lambda: resolve_spec("blip").with_overrides(
+        name="custom-lora", requires_adapter=True))
+    try:
+        with pytest.raises(ModelLoadError, match="'custom-lora' needs a LoRA adapter"):
+            check_ready(resolve_spec("custom-lora"))
+        check_ready(resolve_spec("custom-lora").with_overrides(adapter="/some/adapter"))
+        check_ready(resolve_spec("blip2"))  # same family, no adapter needed
+    finally:
+        _MODELS.pop("custom-lora")

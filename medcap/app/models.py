@@ -14,6 +14,7 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.models import Caption, Captioner, ModelLoadError, ModelSpec, create_captioner
+from medcap.models.registry import takes_prompt
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -34,7 +35,7 @@ class ModelPool:
 
     def prompted_labels(self) -> list[str]:
         """Models whose prompt a user may edit (the instruction-following ones)."""
-        return [label for label, spec in self._specs.items() if spec.family == "qwen2-vl"]
+        return [label for label, spec in self._specs.items() if takes_prompt(spec)]
 
     def default_prompt(self) -> str:
         from medcap.models import DEFAULT_QWEN_PROMPT
@@ -63,7 +64,7 @@ class ModelPool:
         if label not in self._specs:
             raise ModelLoadError(f"Unknown model '{label}'. Available: {', '.join(self._specs)}.")
         captioner = self._captioner(label)
-        own_prompt = prompt if captioner.spec.family == "qwen2-vl" else None
+        own_prompt = prompt if captioner.takes_prompt else None
         with self._locks[label]:
             return captioner.caption(list(images), prompt=own_prompt)
 

@@ -21,6 +21,7 @@ from medcap.models import (
     Caption, ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec,
 )
 from medcap.models.errors import first_line
+from medcap.models.registry import takes_prompt
 from medcap.pipeline import GROUP_BATCHES, Batch, prefetch_batches
 from medcap.results import ResultRow, ResultsFileError, ResultsWriter
 
@@ -106,7 +107,7 @@ def build_specs(args: argparse.Namespace) -> tuple[list[ModelSpec], list[str]]:
             spec = resolve_spec(name, source, **overrides)
             if name in adapters:
                 spec = spec.with_overrides(adapter=adapters[name])
-            prompt = prompts.get(name) or (prompts.get("*") if spec.family == "qwen2-vl" else None)
+            prompt = prompts.get(name) or (prompts.get("*") if takes_prompt(spec) else None)
             if prompt:
                 spec = spec.with_overrides(prompt=prompt)
             specs.append(spec)

@@ -8,12 +8,10 @@ from typing import Any
 from PIL import Image
 
 from medcap.models.base import Captioner
+from medcap.models.families import BlipFamily
 
 
-class BlipCaptioner(Captioner):
-    family = "blip"
-    model_types = ("blip",)
-    display_name = "BLIP"
+class BlipCaptioner(BlipFamily, Captioner):
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         from transformers import BlipForConditionalGeneration, BlipProcessor

@@ -8,12 +8,10 @@ from typing import Any
 from PIL import Image
 
 from medcap.models.base import Captioner
+from medcap.models.families import Blip2Family
 
 
-class Blip2Captioner(Captioner):
-    family = "blip2"
-    model_types = ("blip-2",)
-    display_name = "BLIP-2"
+class Blip2Captioner(Blip2Family, Captioner):
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor

@@ -9,13 +9,11 @@ from PIL import Image
 
 from medcap.models.base import Captioner
 from medcap.models.errors import ModelLoadError
+from medcap.models.families import Qwen2VLFamily
 from medcap.models.spec import DEFAULT_QWEN_PROMPT
 
 
-class Qwen2VLCaptioner(Captioner):
-    family = "qwen2-vl"
-    model_types = ("qwen2_vl", "qwen2_5_vl")
-    display_name = "Qwen2-VL"
+class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         from transformers import AutoModelForImageTextToText, AutoProcessor

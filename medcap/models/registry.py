@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from medcap.models.base import Captioner
 from medcap.models.errors import ModelLoadError
+from medcap.models.families import FAMILIES, family_for_model_type, family_traits, import_captioner
 from medcap.models.manifest import MANIFEST_FILE, ManifestError, read_manifest
-from medcap.models.spec import FAMILIES, GenerationSettings, ModelSpec
+from medcap.models.spec import GenerationSettings, ModelSpec
+
+if TYPE_CHECKING:  # the adapters import torch; this module must not (fast app start)
+    from medcap.models.base import Captioner
 
 _MODELS: dict[str, Callable[[], ModelSpec]] = {}
 
@@ -49,7 +52,7 @@ def blip2() -> ModelSpec:
 def blip2_lora() -> ModelSpec:
     return ModelSpec(
         name="blip2-lora", family="blip2", source="Salesforce/blip2-opt-6.7b", batch_size=4,
-        generation=GenerationSettings(max_new_tokens=64),
+        requires_adapter=True, generation=GenerationSettings(max_new_tokens=64),
         description="BLIP-2 OPT-6.7B + a radiology LoRA adapter from finetune/blip2_lora.py",
     )
 
@@ -69,19 +72,17 @@ def registered_names() -> list[str]:
 
 
 def family_class(family: str) -> type[Captioner]:
-    if family == "blip":
-        from medcap.models.blip import BlipCaptioner
+    """The family's `Captioner` class; importing it imports torch and transformers."""
+    if family_traits(family) is None:
+        raise ModelLoadError(f"Unknown model family '{family}'. Known families: "
+                             f"{', '.join(FAMILIES)}.")
+    return import_captioner(family)
 
-        return BlipCaptioner
-    if family == "blip2":
-        from medcap.models.blip2 import Blip2Captioner
 
-        return Blip2Captioner
-    if family == "qwen2-vl":
-        from medcap.models.qwen2_vl import Qwen2VLCaptioner
-
-        return Qwen2VLCaptioner
-    raise ModelLoadError(f"Unknown model family '{family}'. Known families: {', '.join(FAMILIES)}.")
+def takes_prompt(spec: ModelSpec) -> bool:
+    """Whether the model follows a free-text instruction (answered without importing torch)."""
+    traits = family_traits(spec.family)
+    return bool(traits and traits.takes_prompt)
 
 
 def parse_model_arg(text: str) -> tuple[str, str | None]:
@@ -101,8 +102,8 @@ def _folder_family(folder: Path) -> str | None:
         model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type")
     except (OSError, ValueError):
         return None
-    # Each adapter lists the config.json `model_type`s it accepts; the same list checks at load.
-    return next((f for f in FAMILIES if model_type in family_class(f).model_types), None)
+    # Each family lists the config.json `model_type`s it accepts; the same list checks at load.
+    return family_for_model_type(model_type)
 
 
 def _spec_from_folder(name: str, folder: Path, base: ModelSpec | None) -> ModelSpec | None:
@@ -191,11 +192,11 @@ def resolve_spec(name: str, source: str | None = None, **overrides: Any) -> Mode
 def check_ready(spec: ModelSpec) -> None:
     """Raise `ModelLoadError` for a spec that can never load as configured (known before any
     weights are read), so the app can list it as unavailable at start-up."""
-    if spec.name == "blip2-lora" and not spec.adapter:
+    if spec.requires_adapter and not spec.adapter:
         raise ModelLoadError(
-            "'blip2-lora' needs a LoRA adapter: pass --adapter blip2-lora=DIR (the folder "
-            "finetune/blip2_lora.py wrote) or --model blip2-lora=RUN_DIR; in the app set "
-            "MEDCAP_BLIP2_ADAPTER. Use blip2 for BLIP-2 without an adapter.")
+            f"'{spec.name}' needs a LoRA adapter: pass --adapter {spec.name}=DIR (the folder "
+            f"the fine-tune script wrote) or --model {spec.name}=RUN_DIR; in the app set "
+            f"MEDCAP_BLIP2_ADAPTER. Use blip2 for BLIP-2 without an adapter.")
 
 
 def create_captioner(spec: ModelSpec) -> Captioner:

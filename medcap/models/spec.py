@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-FAMILIES = ("blip", "blip2", "qwen2-vl")
+from medcap.models.families import FAMILIES  # noqa: F401  (re-exported: one owner, families.py)
+
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 QUANTIZATIONS = (None, "8bit", "4bit")
 
@@ -53,6 +54,7 @@ class ModelSpec:
     family: str
     source: str
     adapter: str | None = None
+    requires_adapter: bool = False  # e.g. blip2-lora: without its adapter it is another model
     prompt: str | None = None
     dtype: str = "auto"
     device: str = "auto"

@@ -176,7 +176,7 @@ def _chosen_token_probs(ids: list[int], logprobs: Any) -> list[float]:
 
 def create_vllm_captioner(spec: ModelSpec, settings: VllmSettings | None = None) -> VllmQwen2VLCaptioner:
     """The vLLM captioner for a Qwen2-VL spec; other families are refused with a clear message."""
-    if spec.family != "qwen2-vl":
+    if spec.family != Qwen2VLCaptioner.family:
         raise ModelLoadError(f"'{spec.name}' is a {spec.family} model; the vLLM backend serves "
                              f"Qwen2-VL only. Run it with --backend transformers.")
     return VllmQwen2VLCaptioner(spec, settings)

@@ -1,0 +1,65 @@
+"""What each model family is and accepts, declared once and readable without importing torch.
+
+Each family's `Captioner` class inherits its declaration (`BlipCaptioner(BlipFamily, Captioner)`),
+so `captioner.takes_prompt` and `family_traits("qwen2-vl").takes_prompt` are the same attribute.
+The app and the CLI ask these attributes instead of comparing family names, and can do so at
+start-up before any model code (torch, transformers) is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import ClassVar
+
+
+class FamilyTraits:
+    """Class-level facts about one model family."""
+
+    family: ClassVar[str]
+    display_name: ClassVar[str]
+    model_types: ClassVar[tuple[str, ...]]  # accepted `model_type` values in config.json
+    takes_prompt: ClassVar[bool] = False  # follows a free-text instruction (the app's prompt box)
+    captioner_path: ClassVar[str]  # "module:Class" of the family's Captioner, imported on demand
+
+
+class BlipFamily(FamilyTraits):
+    family = "blip"
+    display_name = "BLIP"
+    model_types = ("blip",)
+    captioner_path = "medcap.models.blip:BlipCaptioner"
+
+
+class Blip2Family(FamilyTraits):
+    family = "blip2"
+    display_name = "BLIP-2"
+    model_types = ("blip-2",)
+    captioner_path = "medcap.models.blip2:Blip2Captioner"
+
+
+class Qwen2VLFamily(FamilyTraits):
+    family = "qwen2-vl"
+    display_name = "Qwen2-VL"
+    model_types = ("qwen2_vl", "qwen2_5_vl")
+    takes_prompt = True
+    captioner_path = "medcap.models.qwen2_vl:Qwen2VLCaptioner"
+
+
+_TRAITS: dict[str, type[FamilyTraits]] = {
+    traits.family: traits for traits in (BlipFamily, Blip2Family, Qwen2VLFamily)}
+FAMILIES: tuple[str, ...] = tuple(_TRAITS)
+
+
+def family_traits(family: str) -> type[FamilyTraits] | None:
+    """The declaration of `family`, or None for an unknown name."""
+    return _TRAITS.get(family)
+
+
+def family_for_model_type(model_type: str | None) -> str | None:
+    """The family whose adapter accepts a config.json `model_type`."""
+    return next((f for f, traits in _TRAITS.items() if model_type in traits.model_types), None)
+
+
+def import_captioner(family: str) -> type:
+    """The family's `Captioner` class (imports torch and the family's module on first call)."""
+    module, _, name = _TRAITS[family].captioner_path.partition(":")
+    return getattr(importlib.import_module(module), name)
