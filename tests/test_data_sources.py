@@ -226,13 +226,26 @@ def test_missing_relative_parquet_is_not_mistaken_for_a_hub_id(tmp_path, monkeyp
     assert str(caught.value) == "'data/test.parquet' does not exist."
 
 
-def test_two_files_with_the_same_stem(tmp_path):
-    folder = write_image_folder(tmp_path / "dup", {"a.png": gray_png(), "a.jpg": rgb_jpeg()})
-    with pytest.raises(DataSourceError) as caught:
-        iter_records(folder)
-    assert str(caught.value) == (
-        f"'a.jpg' and 'a.png' in '{folder}' would share the image_id 'a': rename one of them."
-    )
+def test_two_files_with_the_same_stem_keep_their_suffix_in_the_id(tmp_path):
+    folder = write_image_folder(tmp_path / "dup", {"a.png": gray_png(), "a.jpg": rgb_jpeg(),
+                                                   "b.png": gray_png(), "sub/a.png": gray_png()})
+    (folder / "captions.csv").write_text("image_id,caption\na.png,Gray.\nb.png,Bee.\na,Which one?\n")
+    records = list(iter_records(folder))
+    assert summary(records) == [
+        ("a.jpg", None, (), None, None),  # "a" in captions.csv could be either file: not guessed
+        ("a.png", "Gray.", (), None, None),
+        ("b", "Bee.", (), None, None),
+        ("sub/a", None, (), None, None),
+    ]
+    assert [r.load().source_format for r in records[:2]] == ["jpeg", "png"]
+
+
+def test_flat_folder_serves_any_requested_split(tmp_path):
+    """The app asks for `test` by default; a folder without split subfolders is that split."""
+    folder = write_image_folder(tmp_path / "phantoms", {"p1.png": gray_png(), "p2.png": gray_png()})
+    (folder / "captions.csv").write_text("image_id,caption\np1,CT of the head.\n")
+    assert summary(list(iter_records(folder, split="test"))) == [
+        ("p1", "CT of the head.", (), None, None), ("p2", None, (), None, None)]
 
 
 def test_captions_csv_with_wrong_columns(tmp_path):

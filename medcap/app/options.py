@@ -27,6 +27,12 @@ from typing import Mapping
 from medcap.app.examples import bundled_examples
 from medcap.app.highlight import HighlightStyle
 
+# The Caption tab's file picker and Gradio's upload check accept any file (None): DICOM from PACS
+# and CDs often has no extension (IM000001), and medcap recognises files by their content (the
+# PNG/JPEG/... signature, DICOM's "DICM" marker) with a clear message for anything else.
+UPLOAD_FILE_TYPES: list[str] | None = None
+UPLOAD_LABEL = "Image (PNG / JPEG) or DICOM file (with or without .dcm)"
+
 
 @dataclass
 class AppOptions:

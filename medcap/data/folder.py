@@ -1,4 +1,9 @@
-"""A folder of images (PNG/JPEG/.../DICOM), with an optional captions.csv (image_id,caption[,cui])."""
+"""A folder of images (PNG/JPEG/.../DICOM), with an optional captions.csv (image_id,caption[,cui]).
+
+A folder without split subfolders is one split: asking it for any split (the app asks for `test`
+by default) gives the whole folder. Two files with the same stem (`a.png`, `a.jpg`) keep their
+suffix in the id, so both are read.
+"""
 
 from __future__ import annotations
 
@@ -31,10 +36,10 @@ def _plan(root: Path, split: str | None):
     for path in files:
         by_split.setdefault(_folder_split(path, root), []).append(path)
     present = {s for s in by_split if s}
-    if split:
+    if split and present:
         if split not in by_split:
-            found = f"split folders found: {describe_splits(present)}" if present else "no split subfolders"
-            raise DataSourceError(f"'{root}' has no images for the '{split}' split ({found}).")
+            raise DataSourceError(f"'{root}' has no images for the '{split}' split (split folders "
+                                  f"found: {describe_splits(present)}).")
         chosen = split
     elif len(present) > 1:
         raise DataSourceError(
@@ -105,22 +110,21 @@ def _folder_split(path: Path, root: Path) -> str | None:
 
 
 def _unique_ids(files: list[Path], root: Path, split: str | None) -> dict[Path, str]:
-    """image_id = path below the (split) folder without suffix: the file stem for flat folders."""
-    ids: dict[Path, str] = {}
-    seen: dict[str, Path] = {}
-    for path in files:
-        parts = list(path.relative_to(root).with_suffix("").parts)
-        if split and parts and parts[0].lower() == split:
+    """image_id = path below the (split) folder without suffix (the file stem for flat folders),
+    or with its suffix where two files share a stem."""
+    def image_id(path: Path, keep_suffix: bool) -> str:
+        parts = list(path.relative_to(root).parts)
+        if split and len(parts) > 1 and parts[0].lower() == split:
             parts = parts[1:]
-        image_id = "/".join(parts)
-        if image_id in seen:
-            raise DataSourceError(
-                f"'{seen[image_id].name}' and '{path.name}' in '{path.parent}' would share the image_id "
-                f"'{image_id}': rename one of them."
-            )
-        seen[image_id] = path
-        ids[path] = image_id
-    return ids
+        if not keep_suffix:
+            parts[-1] = Path(parts[-1]).stem
+        return "/".join(parts)
+
+    by_stem: dict[str, list[Path]] = {}
+    for path in files:
+        by_stem.setdefault(image_id(path, keep_suffix=False), []).append(path)
+    return {path: image_id(path, keep_suffix=len(group) > 1)
+            for group in by_stem.values() for path in group}
 
 
 def _read_captions(root: Path, split: str | None) -> dict[str, tuple[str | None, tuple[str, ...]]]:
@@ -146,10 +150,12 @@ def _parse_captions(path: Path) -> dict[str, tuple[str | None, tuple[str, ...]]]
             reader.fieldnames = fields
             result = {}
             for row in reader:
-                key = _strip_image_suffix((row.get("image_id") or "").strip())
-                if key:
+                name = (row.get("image_id") or "").strip()
+                if name:
                     caption = row.get("caption")
-                    result[key] = (caption if caption and caption.strip() else None, parse_cuis(row.get("cui")))
+                    entry = (caption if caption and caption.strip() else None, parse_cuis(row.get("cui")))
+                    result[name] = entry  # "a.png" matches an id that kept its suffix
+                    result.setdefault(_strip_image_suffix(name), entry)
             return result
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise DataSourceError(f"'{path}' cannot be read as a UTF-8 CSV file: {exc}") from exc

@@ -9,6 +9,7 @@ import gradio as gr
 
 from medcap.app.cards import status_html
 from medcap.app.examples import stage_examples
+from medcap.app.options import UPLOAD_FILE_TYPES, UPLOAD_LABEL
 from medcap.app.studio import Studio, UploadError
 from medcap.app.tabs.common import progress_callback, user_error, without_empty_temp_files
 from medcap.app.views import upload_values
@@ -43,8 +44,8 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
         with gr.Row():
             with gr.Column(scale=1):
                 upload = without_empty_temp_files(gr.File(
-                    label="Image (PNG / JPEG) or DICOM (.dcm)",
-                    file_types=["image", ".dcm", ".dicom"], type="filepath", elem_id="upload"))
+                    label=UPLOAD_LABEL, file_types=UPLOAD_FILE_TYPES, type="filepath",
+                    elem_id="upload"))
                 chosen = gr.CheckboxGroup(models, value=models[:1], label="Models",
                                           elem_id="caption-models")
                 prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
