@@ -1,8 +1,10 @@
-"""How fast the review studio feels: page load, and the 30,000-row evaluation table.
+"""How fast the review studio feels: start-up, page load, and the 30,000-row evaluation table.
 
     python -m benchmarks.bench_app [--rows-per-model 10000] [--models 3] [--repeat 5]
 
-Prints (1) filter / search / sort / page times of `EvaluationTable` on a synthetic table the size
+Prints (0) seconds from `python app.py` to its first page answer, as a new user starts it (default
+settings, hub unreachable), against the same start with torch and transformers imported up front
+(what importing them at start-up cost; the app now imports them on the first caption), (1) filter / search / sort / page times of `EvaluationTable` on a synthetic table the size
 of 3 models × the ROCOv2 test split (9,927 images; 10,000 by default), (2) server start and first
 page load of the real app (tiny BLIP, the same 30k-row results and evaluation CSVs): HTTP time to
 the HTML and config, the browser's load event and first paint of the disclaimer in headless
@@ -14,7 +16,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -146,6 +151,60 @@ def bench_page_load(frame: pd.DataFrame, work: Path) -> None:
         demo.close()
 
 
+REPO = Path(__file__).resolve().parents[1]
+EAGER_START = ("import os, runpy, sys, torch, transformers; sys.argv = [sys.argv[1]]; "
+               "sys.path.insert(0, os.path.dirname(sys.argv[0])); "
+               "runpy.run_path(sys.argv[0], run_name='__main__')")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def seconds_to_first_page(command: list[str], work: Path, timeout: float = 120.0) -> float:
+    """Start the app with `command` in `work` and time until GET / answers 200."""
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "HF_HUB_OFFLINE": "1",
+           "MEDCAP_REVIEWS_DB": str(work / "reviews.sqlite"), "GRADIO_TEMP_DIR": str(work / "tmp")}
+    started = time.perf_counter()
+    process = subprocess.Popen(command, cwd=work, env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    try:
+        while time.perf_counter() - started < timeout:
+            if process.poll() is not None:
+                raise RuntimeError(f"{' '.join(command)} exited with {process.returncode}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=1) as response:
+                    if response.status == 200:
+                        return time.perf_counter() - started
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError(f"no page within {timeout:.0f} s")
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def bench_start(repeat: int) -> None:
+    """Median seconds to the first page, lazy (as shipped) and with torch imported up front."""
+    app_file = str(REPO / "app.py")
+    commands = {"python app.py": [sys.executable, app_file],
+                "torch + transformers first": [sys.executable, "-c", EAGER_START, app_file]}
+    medians = {}
+    for label, command in commands.items():
+        runs = []
+        for _ in range(repeat):
+            with tempfile.TemporaryDirectory() as work:
+                runs.append(seconds_to_first_page(command, Path(work)))
+        medians[label] = statistics.median(runs)
+        print(f"start: {label:28s} first page after {medians[label]:.2f} s "
+              f"(median of {repeat}: {', '.join(f'{r:.2f}' for r in runs)})")
+    lazy, eager = medians.values()
+    print(f"start: lazy / eager = {lazy / eager:.2f} (target: first page under 3 s on two cores)")
+
+
 def browser_load(url: str) -> None:
     """Load event and disclaimer paint in headless Chromium, when it is installed."""
     chromium = Path("/usr/bin/chromium")
@@ -181,7 +240,11 @@ def main() -> None:
     parser.add_argument("--models", type=int, default=3)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--skip-app", action="store_true", help="only the table benchmark")
+    parser.add_argument("--start-only", action="store_true", help="only the start-up benchmark")
     args = parser.parse_args()
+    bench_start(min(args.repeat, 3))
+    if args.start_only:
+        return
     frame = synthetic_evaluation(args.rows_per_model, args.models)
     bench_table(frame, args.repeat)
     if not args.skip_app:

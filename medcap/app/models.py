@@ -8,13 +8,17 @@ on its card and the other models still caption.
 from __future__ import annotations
 
 import threading
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
-from medcap.models import Caption, Captioner, ModelLoadError, ModelSpec, create_captioner
-from medcap.models.registry import takes_prompt
+from medcap.models.errors import ModelLoadError
+from medcap.models.registry import create_captioner, takes_prompt
+from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
+
+if TYPE_CHECKING:  # importing the captioners imports torch: only on the first caption
+    from medcap.models import Caption, Captioner
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -38,8 +42,6 @@ class ModelPool:
         return [label for label, spec in self._specs.items() if takes_prompt(spec)]
 
     def default_prompt(self) -> str:
-        from medcap.models import DEFAULT_QWEN_PROMPT
-
         for label in self.prompted_labels():
             return self._specs[label].prompt or DEFAULT_QWEN_PROMPT
         return DEFAULT_QWEN_PROMPT
