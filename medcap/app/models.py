@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
+from medcap.app.gpu import run_captioner
 from medcap.models.errors import ModelLoadError
 from medcap.models.registry import create_captioner, takes_prompt
 from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
@@ -68,7 +69,7 @@ class ModelPool:
         captioner = self._captioner(label)
         own_prompt = prompt if captioner.takes_prompt else None
         with self._locks[label]:
-            return captioner.caption(list(images), prompt=own_prompt)
+            return run_captioner(captioner, images, own_prompt)
 
     def caption_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
                       progress: ProgressCallback | None = None) -> list[CaptionCard]:
