@@ -67,6 +67,8 @@ mark.mc-contra { background: #f5b7b1; color: #78281f; padding: 0 1px; border-rad
 .mc-status-error { border-color: #c0392b; background: #fdecea; color: #7b1f16; }
 .mc-focused { outline: 3px solid #2e86c1; outline-offset: 4px; border-radius: 8px; }
 .mc-keys { font-size: 0.85em; color: var(--body-text-color-subdued); }
+.mc-demo { border: 1px solid #2e86c1; background: #eaf2f8; color: #1b4f72;
+           padding: 8px 12px; border-radius: 6px; }
 .mc-disclaimer { border: 1px solid #e0a800; background: #fff8e1; color: #5d4400;
                  padding: 8px 12px; border-radius: 6px; }
 """
@@ -82,6 +84,7 @@ class CaptionCard:
     tokens: Sequence = ()
     error: str = ""
     scores: Mapping[str, float] = field(default_factory=dict)
+    detail: str = ""  # the technical form of `error` (command-line flags), shown folded
     shared_words: frozenset[str] = frozenset()
     reference: str = ""
     """The ground truth the fact check compares the caption with ('' for none: no check)."""
@@ -169,7 +172,9 @@ def suggestion_html(labels: Sequence[str]) -> str:
 
 def _card_body(card: CaptionCard, *, highlight: bool, style: HighlightStyle) -> str:
     if card.error:
-        return f'<div class="mc-caption">⚠ {html.escape(card.error)}</div>'
+        detail = (f'<details class="mc-meta"><summary>Technical details</summary>'
+                  f"{html.escape(card.detail)}</details>" if card.detail else "")
+        return f'<div class="mc-caption">⚠ {html.escape(card.error)}</div>{detail}'
     if not card.caption and not card.tokens:
         return '<div class="mc-caption mc-meta">No caption yet — use “Generate missing captions”.</div>'
     text = card.caption or "".join(str(getattr(t, "text", "")) for t in card.tokens)

@@ -14,6 +14,7 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.gpu import run_captioner
+from medcap.app.messages import explain, explain_entry
 from medcap.models.errors import ModelLoadError
 from medcap.models.registry import create_captioner, takes_prompt
 from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
@@ -84,11 +85,13 @@ class ModelPool:
 
     def _card(self, label: str, image: Image.Image, prompt: str | None) -> CaptionCard:
         if label in self.problems:
-            return CaptionCard(model=label, error=self.problems[label])
+            problem = explain_entry(label, self.problems[label])
+            return CaptionCard(model=label, error=problem.text, detail=problem.detail)
         try:
             caption = self.caption_one(label, [image], prompt)[0]
         except ModelLoadError as exc:
-            return CaptionCard(model=label, error=str(exc))
+            problem = explain(self._specs.get(label), str(exc))
+            return CaptionCard(model=label, error=problem.text, detail=problem.detail)
         except Exception as exc:  # noqa: BLE001 - a failed generation is shown on its card
             return CaptionCard(model=label, error=f"Captioning failed: {type(exc).__name__}: {exc}")
         return CaptionCard(model=label, caption=caption.text, seconds=caption.seconds,

@@ -48,7 +48,7 @@ def iter_hub_records(
             f"No local file or folder '{dataset_id}' exists; to stream it from the Hugging Face hub, "
             "choose a split (ROCOv2 has train, validation and test): --split test / split='test'."
         )
-    problem = _offline_reason(config)
+    problem = hub_problem(config)
     if problem:
         raise DataSourceError(
             f"No local file or folder '{dataset_id}' exists, and it cannot be streamed from the "
@@ -78,7 +78,8 @@ def iter_rows_as_records(rows, *, split: str | None, where: str) -> Iterator[Rec
         yield record_from_row(row, fallback_id=f"{split or 'row'}-{number}", split=split, where=where)
 
 
-def _offline_reason(config: SourceConfig) -> str | None:
+def hub_problem(config: SourceConfig = DEFAULT_SOURCE_CONFIG) -> str | None:
+    """Why the Hugging Face hub cannot be used now (offline mode, no connection), or None."""
     for variable in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"):
         if os.environ.get(variable, "").strip().lower() in _TRUE:
             return f"offline mode is on ({variable}={os.environ[variable]})"

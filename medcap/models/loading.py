@@ -11,10 +11,12 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
+from typing import TYPE_CHECKING
 
 from medcap.models.errors import ModelLoadError, first_line
+
+if TYPE_CHECKING:  # torch is imported where a device or dtype is picked, so the path and
+    import torch   # hub-cache checks can run at app start-up without it
 
 # Parameter counts of the default hub models, for a memory check before anything downloads.
 KNOWN_PARAMETER_COUNTS = {
@@ -119,6 +121,8 @@ def count_parameters(weights_dir: Path) -> int | None:
 
 def available_memory_bytes(device: str) -> int | None:
     """Free memory where the weights will live: GPU memory for cuda, else MemAvailable."""
+    import torch
+
     if device.startswith("cuda") and torch.cuda.is_available():
         index = torch.device(device).index or 0
         free, _ = torch.cuda.mem_get_info(index)
@@ -180,6 +184,8 @@ def check_memory(name: str, source: str, weights_dir: Path | None, dtype: str,
 
 
 def pick_device(requested: str) -> str:
+    import torch
+
     if requested != "auto":
         if requested.startswith("cuda") and not torch.cuda.is_available():
             raise ModelLoadError(f"Device '{requested}' was requested but no CUDA GPU is available.")
@@ -196,6 +202,8 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
     bf16 on CPUs with bf16 dot-product instructions (AVX512-BF16 or AMX: about 2x the fp32
     throughput and half the memory traffic), fp32 on other CPUs, where bf16 is emulated and slower.
     """
+    import torch
+
     if requested != "auto":
         return getattr(torch, requested)
     if device.startswith("cuda"):
@@ -207,6 +215,8 @@ def pick_dtype(requested: str, device: str) -> torch.dtype:
 
 def cpu_has_native_bf16() -> bool:
     """True where oneDNN runs bf16 matmuls in hardware (AVX512-BF16 or AMX tiles)."""
+    import torch
+
     cpu = getattr(torch, "cpu", None)
     for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
         check = getattr(cpu, probe, None)
