@@ -31,6 +31,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
     components by name."""
     with gr.Blocks(title="medcap review studio", **blocks_kwargs(studio.options)) as demo:
         gr.HTML(disclaimer_html())
+        gr.HTML(studio.notice, visible=bool(studio.notice), elem_id="notice")
         with gr.Tabs() as tabs:
             caption = build_caption_tab(studio)
             compare = build_compare_tab(studio, demo)

@@ -23,8 +23,9 @@ from finetune.common.config import FinetuneError, parse_config
 from finetune.common.data import CaptionDataset, holdout
 from finetune.common.evaluation import score
 from finetune.common.training import last_complete_checkpoint, resume_checkpoint
+from medcap.data import iter_records
 from medcap.data.synthetic import (
-    MODALITIES, SIDES, SIZES, expected_lesion_area, lesion_area_fraction,
+    MODALITIES, MODALITY_LABELS, SIDES, SIZES, expected_lesion_area, lesion_area_fraction,
     lesion_side_from_pixels, synthetic_records, write_synthetic_folder,
 )
 from medcap.models import create_captioner, discover_runs, read_manifest, resolve_spec
@@ -67,6 +68,8 @@ def test_synthetic_folder_is_an_image_folder_dataset(tmp_path: Path) -> None:
         image = Image.open(folder / f"{row['image_id']}.png")
         assert image.size == (48, 48)
         assert row["caption"].split()[-1] == lesion_side_from_pixels(image)
+    records = list(iter_records(folder, split="test"))  # as the app reads it (MEDCAP_DATA)
+    assert [r.modality for r in records] == [MODALITY_LABELS[r.caption.split()[0]] for r in records]
 
 
 # ---------------------------------------------------------------- shared pieces

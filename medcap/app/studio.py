@@ -156,12 +156,20 @@ class Studio:
         self._cells: tuple[Cells, Cells] | None = None
         self._slot_models: list[str] | None = None
         self._lock = threading.RLock()
+        self.notice = ""  # HTML banner above the tabs (the demo workspace says so)
 
     @classmethod
     def from_environment(cls) -> "Studio":
+        """The configured workspace, or the shipped demo (see `medcap.app.demo`)."""
+        from medcap.app.demo import choose_workspace
+        from medcap.app.reviews_backup import start_reviews_backup
         from medcap.config import load_settings
 
-        return cls(load_settings(), AppOptions.from_env())
+        workspace = choose_workspace(load_settings(), AppOptions.from_env(), os.environ)
+        studio = cls(workspace.settings, workspace.options)
+        studio.notice = workspace.notice
+        studio.backup = start_reviews_backup(workspace.settings.reviews_db)  # MEDCAP_REVIEWS_REPO
+        return studio
 
     def warm_up(self) -> None:
         """Read the dataset sample and score the captions now, so the first Compare / Evaluation

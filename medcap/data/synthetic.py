@@ -145,7 +145,8 @@ def write_synthetic_folder(
     directory: str | Path, count: int, *, split: str = "test", seed: int = 0,
     image_size: int = DEFAULT_IMAGE_SIZE,
 ) -> Path:
-    """Write PNG phantoms plus `captions.csv` (image_id,caption): an image-folder dataset."""
+    """Write PNG phantoms plus `captions.csv` (image_id,caption,cui): an image-folder dataset
+    whose CUIs give the app each phantom's modality, as ROCOv2's do."""
     folder = Path(directory)
     folder.mkdir(parents=True, exist_ok=True)
     records = synthetic_records(count, split=split, seed=seed, image_size=image_size)
@@ -153,8 +154,8 @@ def write_synthetic_folder(
         record.render().save(folder / f"{record.image_id}.png")
     with open(folder / "captions.csv", "w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["image_id", "caption"])
-        writer.writerows((r.image_id, r.caption) for r in records)
+        writer.writerow(["image_id", "caption", "cui"])
+        writer.writerows((r.image_id, r.caption, ";".join(r.cuis)) for r in records)
     return folder
 
 
