@@ -157,6 +157,7 @@ class Studio:
         self._slot_models: list[str] | None = None
         self._lock = threading.RLock()
         self.notice = ""  # HTML banner above the tabs (the demo workspace says so)
+        self.backup = None  # the MEDCAP_REVIEWS_REPO copy of the reviews, when configured
 
     @classmethod
     def from_environment(cls) -> "Studio":
