@@ -1,6 +1,6 @@
 """Review saves and exports as the store grows (#15 item 2): is a save O(1) in the store size?
 
-    python benchmarks/bench_reviews.py [--sizes 0,20000,100000] [--saves 200] [--clients 20]
+    python -m benchmarks.bench_reviews [--sizes 0,20000,100000] [--saves 200] [--clients 20]
 
 For each store size the store is pre-filled (one transaction of rows shaped exactly as
 `ReviewStore.save` writes them: latest row + one history row each), then it prints:
@@ -19,16 +19,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import threading
 import time
 from contextlib import closing
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from medcap.review import (  # noqa: E402
+from medcap.review import (
     VERDICTS,
     ReviewContext,
     ReviewInput,
@@ -36,7 +33,7 @@ from medcap.review import (  # noqa: E402
     ReviewStore,
     export_store_csv,
 )
-from medcap.review.store import reviewer_key  # noqa: E402
+from medcap.review.store import reviewer_key
 
 MODELS = ("blip", "blip2-lora", "qwen2-vl")
 REVIEWERS = ("Dr Ada", "Dr Bo", "Dr Cy", "Dr Di")

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_reviews  # noqa: E402
+from benchmarks import bench_reviews
 
 
 def test_review_benchmark_runs_and_prints_one_row_per_size(capsys) -> None:

@@ -3,16 +3,12 @@ silently (#15). Pairs of threads share a reviewer name, like one clinician with 
 
 from __future__ import annotations
 
-import sys
 import threading
 from collections import Counter
 from pathlib import Path
 
+from benchmarks import bench_reviews  # its prefill writes rows shaped as ReviewStore.save does
 from medcap.review import ReviewConflict, ReviewInput, ReviewKey, ReviewStore
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_reviews  # noqa: E402  (its prefill writes rows shaped as ReviewStore.save does)
 
 
 def test_concurrent_reviewers_lose_nothing_and_overwrite_nothing(tmp_path: Path) -> None:
