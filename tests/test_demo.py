@@ -37,7 +37,8 @@ def _settings(tmp_path: Path, models: list[str]) -> Settings:
 def test_shipped_demo_is_complete_and_small() -> None:
     folder = demo_dir()
     manifest = read_manifest(folder / "blip-phantoms")
-    assert manifest is not None and manifest.family == "blip" and "finetune.blip" in manifest.command
+    assert manifest is not None and manifest.family == "blip" and manifest.name == DEMO_MODEL
+    assert "python -m finetune.blip --base-model scratch" in (folder / "README.md").read_text()
     with open(folder / "phantoms" / "captions.csv", newline="", encoding="utf-8") as handle:
         truth = {row["image_id"]: row["caption"] for row in csv.DictReader(handle)}
     assert len(truth) >= 12 and all((folder / "phantoms" / f"{i}.png").is_file() for i in truth)
@@ -143,6 +144,16 @@ def test_first_run_captions_an_example_and_an_extensionless_dicom(first_run, tmp
     shutil.copy(REPO / "assets" / "examples" / "CT_small.dcm", dicom)
     result = client.predict(handle_file(str(dicom)), [DEMO_MODEL], "", api_name="/caption")
     assert "CT" in result[1] and result[3][0]["caption"]
+
+
+def test_first_run_evaluation_table_lists_the_phantom_test_set(first_run) -> None:
+    from gradio_client import Client
+
+    url, _, _ = first_run
+    opened = Client(url, verbose=False).predict(api_name="/open_evaluation")
+    summary, label = opened[0], opened[6]
+    assert label.startswith("Rows 1–") and label.split(" of ")[1].startswith("24 ")
+    assert [row[0] for row in summary["data"]] == [DEMO_MODEL]
 
 
 def test_first_run_compares_reviews_and_exports(first_run) -> None:
