@@ -4,12 +4,13 @@
 
 Prints (0) seconds from `python app.py` to its first page answer, as a new user starts it (default
 settings, hub unreachable), against the same start with torch and transformers imported up front
-(what importing them at start-up cost; the app now imports them on the first caption), (1) filter / search / sort / page times of `EvaluationTable` on a synthetic table the size
-of 3 models × the ROCOv2 test split (9,927 images; 10,000 by default), (2) server start and first
-page load of the real app (tiny BLIP, the same 30k-row results and evaluation CSVs): HTTP time to
-the HTML and config, the browser's load event and first paint of the disclaimer in headless
-Chromium when Playwright and /usr/bin/chromium are installed, and the first Evaluation-tab call
-that builds the table and sends one page. Nothing here asserts a time; it reports.
+(what importing them at start-up cost; the app now imports them on the first caption), (1) filter
+/ search / sort / page times of `EvaluationTable` on a synthetic table the size of 3 models × the
+ROCOv2 test split (9,927 images; 10,000 by default), (2) server start and first page load of the
+real app (tiny BLIP, the same 30k-row results and evaluation CSVs): HTTP time to the HTML and
+config, the browser's load event and first paint of the disclaimer in headless Chromium when
+Playwright and /usr/bin/chromium are installed, and the first Evaluation-tab call that builds the
+table and sends one page. Nothing here asserts a time; it reports.
 """
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def demo_workspace(settings: Settings, options: AppOptions, reason: str) -> Work
     demo_settings = replace(
         settings, model_names=[f"{DEMO_MODEL}={folder / 'blip-phantoms'}"], blip2_adapter=None,
         data_source=str(folder / "phantoms"), data_split="test", prompts={},
-        runs_dir=folder / "no-runs")
+        runs_dir=folder / "no-runs")  # a folder that does not exist: no fine-tune runs listed
     phantoms = sorted((folder / "phantoms").glob("*.png"))[:3]
     demo_options = replace(
         options, results_csv=folder / "results.csv", evaluation_csv=None,
