@@ -7,7 +7,7 @@ loosely, and one pairwise preference per image. Stores are filled through `Revie
 (the real write path) on /dev/shm when it exists, and kept in ~/.cache/medcap-bench, so a second
 run only measures.
 
-    python benchmarks/bench_reviews_stats.py [--sizes 10000 100000] [--bootstrap 1000]
+    python -m benchmarks.bench_reviews_stats [--sizes 10000 100000] [--bootstrap 1000]
 
 Printed per size: the whole command (read the store, compute, print the tables, write JSON),
 its two halves (reading the store into the export frame, computing the figures), and what the
@@ -28,17 +28,15 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from medcap.app.models import ModelPool  # noqa: E402
-from medcap.app.options import AppOptions  # noqa: E402
-from medcap.app.studio import Studio  # noqa: E402
-from medcap.cli import main as medcap_main  # noqa: E402
-from medcap.config import Settings  # noqa: E402
-from medcap.review import (  # noqa: E402
+from medcap.app.models import ModelPool
+from medcap.app.options import AppOptions
+from medcap.app.studio import Studio
+from medcap.cli import main as medcap_main
+from medcap.config import Settings
+from medcap.review import (
     DEFAULT_CATEGORIES, VERDICTS, ReviewContext, ReviewInput, ReviewKey, ReviewStore,
 )
-from medcap.review.analytics import StatsSettings, review_stats, reviews_frame  # noqa: E402
+from medcap.review.analytics import StatsSettings, review_stats, reviews_frame
 
 CACHE = Path.home() / ".cache" / "medcap-bench"
 MODELS = ("blip", "blip2-lora", "qwen2-vl")

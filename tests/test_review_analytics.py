@@ -235,10 +235,7 @@ def test_store_stats_is_none_without_completed_reviews(tmp_path: Path) -> None:
 
 def test_stats_benchmark_runs_on_a_small_store(tmp_path: Path, capsys) -> None:
     """Keeps benchmarks/bench_reviews_stats.py from rotting (no timing asserts)."""
-    import sys
-
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    import bench_reviews_stats
+    from benchmarks import bench_reviews_stats
 
     argv = ["--sizes", "60", "120", "--bootstrap", "20", "--repeats", "1", "--cache-dir", str(tmp_path)]
     assert bench_reviews_stats.main(argv) == 0
