@@ -67,7 +67,7 @@ def test_installed_command_runs_from_another_folder(installed: Path, tmp_path: P
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: medcap ")
-    for command in ("caption", "evaluate"):
+    for command in ("caption", "evaluate", "reviews"):
         assert command in done.stdout
     assert "unavailable" not in done.stdout
 
