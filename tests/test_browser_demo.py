@@ -61,9 +61,18 @@ def test_demo_1_caption_a_phantom_example(demo_page) -> None:
 def test_demo_2_compare_shows_ground_truth_scores_and_saves(demo_page) -> None:
     page = demo_page
     open_tab(page, "Compare")
+    page.locator("#compare-status").get_by_text("images in").wait_for()
     textbox(page, "reviewer").fill("Dr Demo")
-    textbox(page, "image-id").fill("phantom-test-00003")
-    page.get_by_role("button", name="Open").click()
+    # Leaving the name box reopens the current image for that reviewer; when that answer lands
+    # after our Open, the page shows the first image again, so open until ours stays.
+    for _ in range(3):
+        textbox(page, "image-id").fill("phantom-test-00003")
+        page.get_by_role("button", name="Open").click()
+        try:
+            page.get_by_text("Ground truth — phantom-test-00003").wait_for(timeout=20_000)
+            break
+        except sync_api.TimeoutError:
+            continue
     page.get_by_text("Ground truth — phantom-test-00003").wait_for()
     page.get_by_text("BLEU-4").first.wait_for()
     page.locator("#verdict-0").get_by_label("major error", exact=True).check()
