@@ -1,6 +1,6 @@
 """Concurrent reviewers through the served app's `/review_save` as the review store grows.
 
-    python benchmarks/bench_review_load.py [--sizes 0,20000,100000] [--clients 20] [--rounds 3]
+    python -m benchmarks.bench_review_load [--sizes 0,20000,100000] [--clients 20] [--rounds 3]
 
 For each store size: pre-fills reviews.sqlite (`bench_reviews.prefill`: rows shaped exactly as
 `ReviewStore.save` writes them, in the app's dataset, on the same image ids), launches the real
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -31,13 +30,10 @@ from pathlib import Path
 
 import pandas as pd
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from bench_reviews import MODELS, percentiles, prefill  # noqa: E402
+from benchmarks.bench_reviews import MODELS, percentiles, prefill  # noqa: E402
 from medcap.review import ReviewKey, ReviewStore  # noqa: E402
 
 DATASET = "bench"  # the dataset `prefill` files its reviews under

@@ -1,7 +1,7 @@
 """Peak memory of the app server while several clients upload very large images at once.
 
-    python benchmarks/bench_upload_memory.py                       # this checkout
-    python benchmarks/bench_upload_memory.py --baseline /path/to/older/checkout
+    python -m benchmarks.bench_upload_memory                       # this checkout
+    python -m benchmarks.bench_upload_memory --baseline /path/to/older/checkout
 
 For each checkout and each image size, starts the real app (`app.build_demo`, tiny BLIP, no
 dataset) in its own process on 127.0.0.1, captions one small PNG to load the model, then sends
@@ -32,7 +32,6 @@ import psutil
 from PIL import Image, ImageDraw
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT))
 
 SERVER = r'''
 import sys

@@ -5,12 +5,7 @@ Gradio's queue and Studio's table refresh. Bounded: 20 clients × 6 saves, no ti
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-
-import bench_review_load  # noqa: E402  (the benchmark's app, reviewers and audit)
+from benchmarks import bench_review_load  # the benchmark's app, reviewers and audit
 
 
 def test_twenty_reviewers_over_http_lose_nothing_and_overwrite_nothing(tmp_path, monkeypatch):
