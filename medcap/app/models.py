@@ -1,8 +1,9 @@
 """The app's captioners: created on first use, one lock per model, failures become card errors.
 
 Loading a model is the slow part of the app, so nothing is loaded when the page opens; the first
-caption request for a model loads it. A model that cannot load shows its `ModelLoadError` message
-on its card and the other models still caption.
+caption request for a model loads it. A model that cannot load says why on its card in plain words
+(`medcap.app.messages`, the `ModelLoadError` text folded under it) and the other models still
+caption. Generation runs through `medcap.app.gpu.run_captioner` (inside `spaces.GPU` on ZeroGPU).
 """
 
 from __future__ import annotations
