@@ -97,6 +97,7 @@ def test_compare_card_marks_the_wrong_side_in_red(page, page_url) -> None:
     record = RECORDS[0]
     wrong = next(s for s in SIDES if s != record.side)
     open_tab(page, "Compare")
+    page.locator("#blind input").uncheck()  # cards named by model (blind mode: test_browser_review)
     textbox(page, "image-id").fill(record.image_id)
     page.get_by_role("button", name="Open", exact=True).click()
     page.get_by_role("button", name="Generate missing captions").click()
