@@ -14,7 +14,9 @@ knobs only the app needs, read from the same `MEDCAP_*` environment:
 - ``MEDCAP_MAX_UPLOAD_MEGAPIXELS``: larger uploads are refused with a message (default 40; caption
   models use under 1 megapixel, and uploads are decoded reduced to 4 MP at most);
 - ``MEDCAP_TEMP_MINUTES``: uploads' derived previews and exports are deleted from the server's
-  temp folder after this long (default 60). Uploaded files themselves go as soon as they are read.
+  temp folder after this long (default 60). Uploaded files themselves go as soon as they are read;
+- ``MEDCAP_AUTH``: ``oauth`` (reviewers are signed-in Hugging Face accounts) or ``none`` (typed,
+  unverified names); the default is ``oauth`` on a Space with OAuth configured (`medcap.app.identity`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from typing import Mapping
 
 from medcap.app.examples import bundled_examples
 from medcap.app.highlight import HighlightStyle
+from medcap.app.identity import NONE, auth_mode
 
 # The Caption tab's file picker and Gradio's upload check accept any file (None): DICOM from PACS
 # and CDs often has no extension (IM000001), and medcap recognises files by their content (the
@@ -52,6 +55,7 @@ class AppOptions:
     decoded_megapixels: int = 4
     temp_minutes: int = 60
     exports_kept: int = 5
+    auth: str = NONE  # who a reviewer is: see medcap.app.identity
 
     @property
     def highlight_style(self) -> HighlightStyle:
@@ -61,7 +65,7 @@ class AppOptions:
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "AppOptions":
         env = os.environ if env is None else env
-        options = cls()
+        options = cls(auth=auth_mode(env))
         if env.get("MEDCAP_RESULTS"):
             options.results_csv = Path(env["MEDCAP_RESULTS"])
         if env.get("MEDCAP_EVALUATION"):

@@ -175,11 +175,11 @@ def _wire_upload_item(studio: Studio, tab: CaptionTab) -> None:
 def wire_review_in_compare(studio: Studio, tab: CaptionTab, compare, tabs: gr.Tabs) -> None:
     """"Review in Compare" opens the captioned upload in the Compare tab."""
 
-    def review(item_id, name, blind):
+    def review(item_id, name, blind, profile: gr.OAuthProfile | None):
         if not item_id:
             return {tab.item.status: status_html("Caption an image first.", "warning")}
         values = compare.open_item(studio, item_id, name, collection=UPLOADS_DATASET,
-                                   blind=blind)
+                                   blind=blind, profile=profile)
         return {tabs: gr.Tabs(selected="compare"), **values}
 
     tab.item.review.click(review, [tab.item.item_id, compare.reviewer, compare.blind],

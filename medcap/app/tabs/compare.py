@@ -18,6 +18,7 @@ from medcap.app.table import ALL
 from medcap.app.tabs.common import progress_callback
 from medcap.app.tabs.pairwise import build_pairwise_panel, wire_pairwise
 from medcap.app.tabs.review import SlotComponents, build_slot, wire_saves
+from medcap.app.tabs.signin import acting_as, build_reviewer_box, wire_reviewer_box
 from medcap.app.views import ItemValues, item_values
 from medcap.review import ReviewError
 
@@ -61,15 +62,18 @@ class CompareTab:
         return shown
 
     def open_item(self, studio: Studio, image_id: str, name: str, keep_edits: bool = False,
-                  collection: str = "", blind: bool = False) -> dict[Component, Any]:
-        """Values (for `open_outputs`) that show item `image_id` with `name`'s reviews; an
-        unknown id is a message in the status area, and the open item stays as it was."""
+                  collection: str = "", blind: bool = False,
+                  profile: Any = None) -> dict[Component, Any]:
+        """Values (for `open_outputs`) that show item `image_id` with `name`'s reviews (with
+        sign-in on: the signed-in account's, and another name is refused); an unknown id is a
+        message in the status area, and the open item stays as it was."""
         try:
-            view = studio.open_item(image_id, name or "", collection or "", bool(blind))
-        except UploadError as exc:
+            name = acting_as(studio, name, profile, required=False)
+            view = studio.open_item(image_id, name, collection or "", bool(blind))
+        except (UploadError, ReviewError) as exc:
             return {self.status: status_html(str(exc), "error")}
         return {**self.show(item_values(view), keep_edits), self.image_id: view.image_id,
-                self.status: "", self.opened_by: (name or "").strip()}
+                self.status: "", self.opened_by: name.strip()}
 
 
 def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
@@ -80,10 +84,10 @@ def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
         current_id = gr.State("")
         current_collection = gr.State("")
         opened_by = gr.State("")
-        remembered_name = gr.BrowserState("", storage_key="medcap-reviewer-name")
         gr.HTML(keymap_html(key_map(studio.categories)))
         with gr.Row():
-            reviewer = gr.Textbox(label="Your name (reviewer)", elem_id="reviewer", scale=2)
+            reviewer = build_reviewer_box(studio)
+            wire_reviewer_box(studio, demo, reviewer)
             collection = gr.Dropdown(studio.collections, value=studio.collections[0],
                                      label="Collection", elem_id="collection", scale=1)
             modality = gr.Dropdown([ALL], value=ALL, label="Modality", scale=1)
@@ -116,8 +120,6 @@ def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
         wire_pairwise(studio, pairwise, slots, current_id, current_collection, reviewer, blind)
     _wire_navigation(studio, compare, open_button, previous_button, next_button, random_button)
     _wire_queue(studio, compare, next_for_me)
-    reviewer.change(lambda name: name, reviewer, remembered_name, api_visibility="private")
-    demo.load(lambda name: name, remembered_name, reviewer, api_visibility="private")
     _wire_entering(studio, compare)
     _wire_generate(studio, compare, generate_button)
     return compare
@@ -126,50 +128,73 @@ def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
 def _wire_navigation(studio: Studio, compare: CompareTab, open_button: gr.Button,
                      previous_button: gr.Button, next_button: gr.Button,
                      random_button: gr.Button) -> None:
+    """Open, previous / next / random, modality and collection switches. Each handler takes the
+    caller's `profile` (Gradio fills it) for `CompareTab.open_item`'s identity check."""
     outputs = compare.open_outputs
     position = [compare.current_id, compare.collection, compare.modality, compare.reviewer,
                 compare.blind]
 
-    def open_item(image_id, name, blind, collection=""):
-        return compare.open_item(studio, image_id, name, collection=collection, blind=blind)
+    def open_item(image_id, name, blind, profile: gr.OAuthProfile | None):
+        return compare.open_item(studio, image_id, name, blind=blind, profile=profile)
 
-    def open_or_explain(target, name, blind, collection, chosen_modality):
+    def open_or_explain(target, name, blind, collection, chosen_modality, profile):
         if target:
-            return open_item(target, name, blind, collection)
+            return compare.open_item(studio, target, name, collection=collection, blind=blind,
+                                     profile=profile)
         return {compare.status: status_html(
             f"No images with modality {chosen_modality} in {collection}.", "warning")}
 
-    def step(current, collection, chosen_modality, name, blind, delta):
+    def step(current, collection, chosen_modality, name, blind, profile, delta):
         target = studio.comparison_for(collection).step(current or None, delta,
                                                         chosen_modality or ALL)
-        return open_or_explain(target, name, blind, collection, chosen_modality)
+        return open_or_explain(target, name, blind, collection, chosen_modality, profile)
 
-    def random_item(current, collection, chosen_modality, name, blind):
+    def forward(current, collection, chosen_modality, name, blind,
+                profile: gr.OAuthProfile | None):
+        return step(current, collection, chosen_modality, name, blind, profile, 1)
+
+    def back(current, collection, chosen_modality, name, blind,
+             profile: gr.OAuthProfile | None):
+        return step(current, collection, chosen_modality, name, blind, profile, -1)
+
+    def random_item(current, collection, chosen_modality, name, blind,
+                    profile: gr.OAuthProfile | None):
         target = studio.comparison_for(collection).random_id(chosen_modality or ALL, avoid=current)
-        return open_or_explain(target, name, blind, collection, chosen_modality)
+        return open_or_explain(target, name, blind, collection, chosen_modality, profile)
 
-    def switch_collection(collection, name, blind):
+    def switch_modality(collection, chosen_modality, name, blind,
+                        profile: gr.OAuthProfile | None):
+        return step(None, collection, chosen_modality, name, blind, profile, 0)
+
+    def switch_collection(collection, name, blind, profile: gr.OAuthProfile | None):
         """Another collection: its modalities, and its first item."""
         comparison = studio.comparison_for(collection)
-        shown = step(None, collection, ALL, name, blind, 0)
+        shown = step(None, collection, ALL, name, blind, profile, 0)
         return {compare.modality: gr.update(choices=[ALL, *comparison.modalities], value=ALL),
                 compare.progress: "", **shown}  # the progress line was another queue's
 
-    def reopen(current, collection, name, opened_name, blind):
+    def reopen(current, collection, name, opened_name, blind, profile: gr.OAuthProfile | None):
         """A new reviewer name loads that reviewer's reviews; leaving the box unchanged
         (blur fires anyway) touches nothing."""
         if not current or (name or "").strip() == opened_name:
             return gr.skip()
-        return open_item(current, name, blind, collection)
+        return compare.open_item(studio, current, name, collection=collection, blind=blind,
+                                 profile=profile)
+
+    def toggle_blind(current, collection, name, blind, profile: gr.OAuthProfile | None):
+        if not current:
+            return gr.skip()
+        return compare.open_item(studio, current, name, collection=collection, blind=blind,
+                                 profile=profile)
 
     open_button.click(open_item, [compare.image_id, compare.reviewer, compare.blind], outputs,
                       api_name="open_item")
     compare.image_id.submit(open_item, [compare.image_id, compare.reviewer, compare.blind],
                             outputs, api_visibility="private")
-    next_button.click(lambda *v: step(*v, 1), position, outputs, api_visibility="private")
-    previous_button.click(lambda *v: step(*v, -1), position, outputs, api_visibility="private")
+    next_button.click(forward, position, outputs, api_visibility="private")
+    previous_button.click(back, position, outputs, api_visibility="private")
     random_button.click(random_item, position, outputs, api_visibility="private")
-    compare.modality.input(lambda c, m, n, b: step(None, c, m, n, b, 0),
+    compare.modality.input(switch_modality,
                            [compare.collection, compare.modality, compare.reviewer,
                             compare.blind], outputs, api_visibility="private")
     compare.collection.input(switch_collection,
@@ -179,9 +204,9 @@ def _wire_navigation(studio: Studio, compare: CompareTab, open_button: gr.Button
     compare.reviewer.blur(reopen, [compare.current_id, compare.current_collection,
                                    compare.reviewer, compare.opened_by, compare.blind],
                           outputs, api_visibility="private")
-    compare.blind.input(lambda c, k, n, b: open_item(c, n, b, k) if c else gr.skip(),
-                        [compare.current_id, compare.current_collection, compare.reviewer,
-                         compare.blind], outputs, api_visibility="private")
+    compare.blind.input(toggle_blind, [compare.current_id, compare.current_collection,
+                                       compare.reviewer, compare.blind],
+                        outputs, api_visibility="private")
 
 
 def _wire_queue(studio: Studio, compare: CompareTab, next_for_me: gr.Button) -> None:
@@ -189,9 +214,10 @@ def _wire_queue(studio: Studio, compare: CompareTab, next_for_me: gr.Button) -> 
     to `MEDCAP_QUEUE_OVERLAP` reviewers), with their progress."""
     settings = studio.queue_settings
 
-    def next_item(name, collection, blind):
-        try:
-            target, progress = studio.next_for(name or "", collection or "")
+    def next_item(name, collection, blind, profile: gr.OAuthProfile | None):
+        try:  # the queue assigns items: only to the caller themself
+            name = acting_as(studio, name, profile)
+            target, progress = studio.next_for(name, collection or "")
         except ReviewError as exc:
             return {compare.status: status_html(str(exc), "error")}
         line = status_html(f"Your queue in {collection}: {progress.done} done / "
@@ -202,21 +228,24 @@ def _wire_queue(studio: Studio, compare: CompareTab, next_for_me: gr.Button) -> 
             return {compare.progress: line, compare.status: status_html(
                 f"Nothing left for you in {collection}: every item is done by you or already "
                 f"has {settings.overlap} reviewers.", "ok")}
-        return {**compare.open_item(studio, target, name, collection=collection, blind=blind),
-                compare.progress: line}
+        return {**compare.open_item(studio, target, name, collection=collection, blind=blind,
+                                    profile=profile), compare.progress: line}
 
     next_for_me.click(next_item, [compare.reviewer, compare.collection, compare.blind],
                       [compare.progress, *compare.open_outputs], api_name="next_item")
 
 
 def _wire_entering(studio: Studio, compare: CompareTab) -> None:
-    def enter_compare(current, collection, chosen_modality, name, blind):
+    def enter_compare(current, kept, chosen, chosen_modality, name, blind,
+                      profile: gr.OAuthProfile | None):
         """On entering the tab: reopen the current item (fresh reviews, the reviewer's unsaved
         work kept) or the first one of the chosen collection."""
+        collection = kept or chosen
         comparison = studio.comparison_for(collection)
         target = current or comparison.first(chosen_modality or ALL)
         values = (compare.open_item(studio, target, name, keep_edits=bool(current),
-                                    collection=collection, blind=blind) if target else {})
+                                    collection=collection, blind=blind, profile=profile)
+                  if target else {})
         if compare.status not in values or not values[compare.status]:
             values[compare.status] = status_html(
                 studio.data_problem or f"{len(comparison):,} images in {collection}.",
@@ -224,14 +253,15 @@ def _wire_entering(studio: Studio, compare: CompareTab) -> None:
         return {compare.modality: gr.update(choices=[ALL, *comparison.modalities]), **values}
 
     compare.tab.select(
-        lambda cur, kept, chosen, m, n, b: enter_compare(cur, kept or chosen, m, n, b),
+        enter_compare,
         [compare.current_id, compare.current_collection, compare.collection, compare.modality,
          compare.reviewer, compare.blind],
         [compare.modality, *compare.open_outputs], api_visibility="private")
 
 
 def _wire_generate(studio: Studio, compare: CompareTab, generate_button: gr.Button) -> None:
-    def generate(image_id, name, open_id, collection, blind, progress=gr.Progress()):
+    def generate(image_id, name, open_id, collection, blind, profile: gr.OAuthProfile | None,
+                 progress=gr.Progress()):
         try:
             message = studio.generate_missing(image_id, progress_callback(progress),
                                               collection=collection if image_id == open_id else "")
@@ -239,7 +269,7 @@ def _wire_generate(studio: Studio, compare: CompareTab, generate_button: gr.Butt
             return {compare.status: status_html(str(exc), "error")}
         # The image on screen: keep the reviewer's unsaved text.
         values = compare.open_item(studio, image_id, name, keep_edits=image_id == open_id,
-                                   blind=blind)
+                                   blind=blind, profile=profile)
         values[compare.status] = status_html(message, "ok")
         return values
 

@@ -163,9 +163,10 @@ def _wire_plot(studio: Studio, evaluation: EvaluationTab) -> None:
 
 def _wire_row_select(studio: Studio, evaluation: EvaluationTab, compare: CompareTab,
                      tabs: gr.Tabs) -> None:
-    def open_selected(name, blind, event: gr.SelectData):
+    def open_selected(name, blind, event: gr.SelectData, profile: gr.OAuthProfile | None):
         row = event.row_value or []
-        values = compare.open_item(studio, str(row[0]) if row else "", name, blind=blind)
+        values = compare.open_item(studio, str(row[0]) if row else "", name, blind=blind,
+                                   profile=profile)
         return {tabs: gr.Tabs(selected="compare"), **values}
 
     evaluation.table.select(open_selected, [compare.reviewer, compare.blind],

@@ -12,6 +12,7 @@ from gradio.components import Component
 from medcap.app.cards import status_html
 from medcap.app.studio import Studio
 from medcap.app.tabs.review import SlotComponents, card_outputs, refreshed_cards
+from medcap.app.tabs.signin import acting_as
 from medcap.review import PREFERENCE_CHOICES, ReviewError
 
 
@@ -41,8 +42,10 @@ def wire_pairwise(studio: Studio, panel: PairwisePanel, slots: Sequence[SlotComp
     """Save the judgement of slots 0 and 1, then refresh the cards (a vote reveals the names)."""
     first, second = slots[0], slots[1]
 
-    def save(current, chosen_collection, name, blind_on, model_a, model_b, choice):
+    def save(current, chosen_collection, name, blind_on, model_a, model_b, choice,
+             profile: gr.OAuthProfile | None):
         try:
+            name = acting_as(studio, name, profile)
             studio.save_preference(current, model_a, model_b, name, choice or "",
                                    chosen_collection or "")
         except ReviewError as exc:

@@ -15,6 +15,7 @@ import gradio as gr
 from gradio.components import Component
 
 from medcap.app.studio import Studio
+from medcap.app.tabs.signin import acting_as
 from medcap.app.views import SlotValues, item_values, review_dict, save_values
 from medcap.review import VERDICTS, ReviewError, ReviewKey, ReviewValidationError
 
@@ -97,8 +98,10 @@ def wire_saves(studio: Studio, slots: Sequence[SlotComponents], current_id: gr.S
     reviews, and in blind mode the model names once the reviewer has finished the item)."""
     for slot in slots:
         def save(current, chosen_collection, name, blind_on, model, verdict_value, ticked,
-                 significant_value, corrected_value, note_value, base, slot=slot):
+                 significant_value, corrected_value, note_value, base,
+                 profile: gr.OAuthProfile | None, slot=slot):
             try:
+                name = acting_as(studio, name, profile)
                 outcome: Any = studio.save_review(
                     current, model, name, verdict_value, corrected_value, note_value, base,
                     categories=ticked or (), significant=bool(significant_value),
@@ -136,15 +139,24 @@ def refreshed_cards(studio: Studio, slots: Sequence[SlotComponents], image_id: s
 
 def register_review_api(studio: Studio) -> None:
     """Reviews for scripts, without the page's components: `/review_save`, `/review_get`,
-    `/preference_save`, `/next_for_me`."""
+    `/preference_save`, `/next_for_me` (built by `review_api`)."""
+    for name, function in review_api(studio).items():
+        gr.api(function, api_name=name, concurrency_limit=None)
+
+
+def review_api(studio: Studio) -> dict[str, Any]:
+    """api_name -> function. Each takes the caller's `profile` (Gradio fills it from the signed-in
+    session; no client can send it): with sign-in on, `reviewer` must be the signed-in account
+    ("" means it) or the call is refused (`medcap.app.identity`)."""
 
     def review_save(image_id: str, model: str, reviewer: str, verdict: str,
                     corrected_caption: str, note: str, base_version: int,
                     categories: list[str] | None = None, significant: bool = False,
-                    collection: str = "") -> dict:
+                    collection: str = "", profile: gr.OAuthProfile | None = None) -> dict:
         """Save a review; a stale base_version is refused and the other text returned.
         categories: error-category keys; collection: "" finds the item's own collection."""
         try:
+            reviewer = acting_as(studio, reviewer, profile)
             outcome = studio.save_review(image_id, model, reviewer, verdict,
                                          corrected_caption, note, base_version,
                                          categories=_keys(categories),
@@ -155,18 +167,21 @@ def register_review_api(studio: Studio) -> None:
             return {"saved": False, "message": str(exc), "current": review_dict(current)}
         return {"saved": True, "message": outcome.message, **review_dict(outcome.review)}
 
-    def review_get(image_id: str, model: str, reviewer: str, collection: str = "") -> dict:
+    def review_get(image_id: str, model: str, reviewer: str, collection: str = "",
+                   profile: gr.OAuthProfile | None = None) -> dict:
         """The reviewer's saved review of one model's caption (found=False when none)."""
         try:
+            reviewer = acting_as(studio, reviewer, profile)
             where = studio.collection_of(str(image_id), collection or "")
         except ReviewValidationError as exc:
             return {"found": False, "version": 0, "message": str(exc)}
         return review_dict(studio.store.get(ReviewKey(where, image_id, model, reviewer)))
 
     def preference_save(image_id: str, model_a: str, model_b: str, reviewer: str, choice: str,
-                        collection: str = "") -> dict:
+                        collection: str = "", profile: gr.OAuthProfile | None = None) -> dict:
         """Pairwise judgement: choice is "A better", "B better", "tie" or "both wrong"."""
         try:
+            reviewer = acting_as(studio, reviewer, profile)
             saved = studio.save_preference(image_id, model_a, model_b, reviewer, choice,
                                            collection or "")
         except ReviewError as exc:
@@ -174,19 +189,19 @@ def register_review_api(studio: Studio) -> None:
         return {"saved": True, "message": f"Saved: {choice}.", "model_a": saved.model_a,
                 "model_b": saved.model_b, "choice": saved.choice, "saved_at": saved.saved_at}
 
-    def next_for_me(reviewer: str, collection: str = "") -> dict:
+    def next_for_me(reviewer: str, collection: str = "",
+                    profile: gr.OAuthProfile | None = None) -> dict:
         """The reviewer's next queue item (image_id null when none is left) and progress."""
         try:
+            reviewer = acting_as(studio, reviewer, profile)
             image_id, progress = studio.next_for(reviewer, collection or "")
         except ReviewError as exc:
             return {"image_id": None, "message": str(exc)}
         return {"image_id": image_id, "done": progress.done, "assigned": progress.assigned,
                 "message": "" if image_id else "Nothing left for you in this queue."}
 
-    gr.api(review_save, api_name="review_save", concurrency_limit=None)
-    gr.api(review_get, api_name="review_get", concurrency_limit=None)
-    gr.api(preference_save, api_name="preference_save", concurrency_limit=None)
-    gr.api(next_for_me, api_name="next_for_me", concurrency_limit=None)
+    return {"review_save": review_save, "review_get": review_get,
+            "preference_save": preference_save, "next_for_me": next_for_me}
 
 
 def _keys(categories: Any) -> tuple[str, ...]:
