@@ -24,9 +24,8 @@ OAUTH = "oauth"
 NONE = "none"
 AUTH_MODES = (OAUTH, NONE)
 
-UNVERIFIED_NOTE = ("Names are not verified: anyone can type any name and read or change that "
-                   "reviewer's reviews. For real identities, run on a Hugging Face Space with "
-                   "sign-in (MEDCAP_AUTH=oauth).")
+UNVERIFIED_NOTE = ("Names are not verified: anyone can type any name, and read or change that "
+                   "name's reviews.")
 """What the page says beside the name box when names are typed (mode ``none``)."""
 
 

@@ -36,7 +36,8 @@ def build_reviewer_box(studio: Studio) -> gr.Textbox:
                           placeholder="sign in to review" if oauth else "")
         if oauth:
             gr.LoginButton(size="sm", elem_id="login")
-        gr.HTML(f'<p class="reviewer-note">{SIGNED_IN_NOTE if oauth else UNVERIFIED_NOTE}</p>',
+        gr.HTML(f'<p style="margin:0;font-size:0.85em;opacity:0.8">'
+                f'{SIGNED_IN_NOTE if oauth else UNVERIFIED_NOTE}</p>',
                 elem_id="reviewer-note")
     return name
 
