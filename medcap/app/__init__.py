@@ -10,6 +10,7 @@
 - `options.AppOptions`: the app-only settings (`MEDCAP_RESULTS`, `MEDCAP_EVALUATION`,
   `MEDCAP_SAMPLE`, `MEDCAP_DATASET_LABEL`, upload limits, temp-file lifetime); everything else
   is `medcap.config.Settings`;
+- `identity`: who a reviewer is (a signed-in Hugging Face account on a Space, else a typed name);
 - `launch`: the `gr.Blocks` / `launch()` keyword arguments (upload size cap, cache sweeping);
 - `tempfiles`: uploads deleted once decoded, old exports pruned.
 """
