@@ -78,8 +78,8 @@ class CompareTab:
 
 def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
     """The Compare tab with its `/open_item`, `/next_item` and `/generate_missing` endpoints
-    (the reviews' own API is `review.register_review_api`); `demo` restores the remembered
-    reviewer name."""
+    (the reviews' own API is `review.register_review_api`); on `demo`'s load the reviewer box
+    gets the signed-in account or the name this browser remembers (`signin.wire_reviewer_box`)."""
     with gr.Tab("Compare", id="compare") as tab:
         current_id = gr.State("")
         current_collection = gr.State("")
