@@ -337,3 +337,54 @@ def test_a_registered_model_that_requires_an_adapter_is_refused_without_one() ->
         check_ready(resolve_spec("blip2"))  # same family, no adapter needed
     finally:
         _MODELS.pop("custom-lora")
+
+
+def _quadratic_pieces(tokenizer, ids: list[int]) -> list[str]:
+    """The old `_make_caption`: decode the growing prefix after every token."""
+    special = set(tokenizer.all_special_ids)
+    pieces, previous, kept = [], "", []
+    for token_id in ids:
+        if token_id in special:
+            continue
+        kept.append(token_id)
+        text = tokenizer.decode(kept, skip_special_tokens=True)
+        pieces.append(text[len(previous):] if text.startswith(previous) else text)
+        previous = text
+    if pieces:
+        pieces[0] = pieces[0].lstrip()
+    return pieces
+
+
+@pytest.mark.parametrize("name", list(FAMILY_FIXTURES))
+def test_incremental_pieces_of_a_64_token_caption_equal_the_quadratic_decode(name, request):
+    folder = request.getfixturevalue(FAMILY_FIXTURES[name])
+    captioner = create_captioner(resolve_spec(name, str(folder), max_new_tokens=64,
+                                              min_new_tokens=64))
+    captioner.load()
+    tokenizer = captioner.tokenizer
+    prepared = captioner.prepare(_images()[:1])
+    with torch.inference_mode():
+        out = captioner.model.generate(**prepared.inputs, max_new_tokens=64, min_new_tokens=64,
+                                       do_sample=False)
+    generated = out[0, -64:].tolist()
+    # Also every word and punctuation piece the tokenizer knows, mixed in, so clean-up rules
+    # ("a ." -> "a.") and WordPiece "##" joins are crossed, not only what a random model says.
+    words = tokenizer(" ".join(["the", "lung", ".", "x-ray", ",", "shows", "kidney's", "a"] * 4),
+                      add_special_tokens=False)["input_ids"]
+    for ids in (generated, words + generated[:32]):
+        caption = captioner._make_caption(ids, [0.5] * len(ids), 1.0)
+        assert [t.text for t in caption.tokens] == _quadratic_pieces(tokenizer, ids)
+        assert caption.text == " ".join(tokenizer.decode(
+            [i for i in ids if i not in tokenizer.all_special_ids]).split())
+
+
+def test_a_character_split_over_byte_tokens_is_not_shown_half_done(tiny_qwen2_vl_dir):
+    captioner = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir)))
+    captioner.load()
+    tokenizer = captioner.tokenizer
+    ids = tokenizer("lung é mass", add_special_tokens=False)["input_ids"]
+    assert len(ids) > 3  # é is two byte tokens in the tiny byte-level vocabulary
+    caption = captioner._make_caption(ids, [0.5] * len(ids), 1.0)
+    assert caption.text == "lung é mass"
+    assert "".join(t.text for t in caption.tokens) == caption.text
+    assert len(caption.tokens) == len(ids) and "\ufffd" not in "".join(t.text for t in caption.tokens)

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from medcap.models import loading
+from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.spec import ModelSpec
 
@@ -330,21 +331,23 @@ class Captioner(ABC):
         return ids
 
     def _make_caption(self, ids: list[int], probs: list[float], seconds: float) -> Caption:
-        tokenizer = self.tokenizer
-        special = set(tokenizer.all_special_ids)
-        tokens: list[TokenScore] = []
-        previous = ""
-        kept: list[int] = []
-        for token_id, prob in zip(ids, probs):
-            if token_id in special:
-                continue
-            kept.append(token_id)
-            text = tokenizer.decode(kept, skip_special_tokens=True)
-            piece = text[len(previous) :] if text.startswith(previous) else text
-            previous = text
-            tokens.append(TokenScore(text=piece, prob=float(prob)))
-        # `previous` is already the decode of every kept token: the whole caption.
-        return Caption(text=_tidy(previous), seconds=seconds, tokens=_strip_tokens(tokens))
+        detokenizer = self.detokenizer()
+        tokens = [TokenScore(text=detokenizer.push(token_id), prob=float(prob))
+                  for token_id, prob in zip(ids, probs) if token_id not in detokenizer.special]
+        # One decode of the whole caption, so its text is exactly the tokenizer's.
+        return Caption(text=_tidy(detokenizer.decode_all()), seconds=seconds,
+                       tokens=_strip_tokens(tokens))
+
+    def detokenizer(self) -> IncrementalDetokenizer:
+        """A fresh incremental decoder of this model's token ids (one per caption)."""
+        return IncrementalDetokenizer(self.tokenizer, self._special_ids())
+
+    def _special_ids(self) -> frozenset[int]:
+        cached = getattr(self, "_special_cache", None)
+        if cached is None or cached[0] is not self.tokenizer:
+            cached = (self.tokenizer, frozenset(self.tokenizer.all_special_ids))
+            self._special_cache = cached
+        return cached[1]
 
     @property
     def tokenizer(self) -> Any:
