@@ -16,7 +16,7 @@ import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Sequence
 
 import torch
 from PIL import Image
@@ -25,6 +25,7 @@ from medcap.models import loading
 from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.spec import ModelSpec
+from medcap.models.streaming import CaptionUpdate, RowStops, RowStreamer, TokenCallback, stream_batch
 
 
 @dataclass
@@ -62,6 +63,7 @@ class Captioner(ABC):
     family: ClassVar[str]
     model_types: ClassVar[tuple[str, ...]]  # accepted `model_type` values in config.json
     display_name: ClassVar[str]
+    mixed_prompts: ClassVar[bool] = False  # can one batch hold different prompts (left padding)?
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -212,15 +214,25 @@ class Captioner(ABC):
         return self.generate(self.prepare(images, prompt))
 
     def prepare(self, images: Sequence[Image.Image], prompt: str | None = None,
-                processor: Any = None) -> PreparedBatch:
+                processor: Any = None, prompts: Sequence[str | None] | None = None
+                ) -> PreparedBatch:
         """The processor's work for one batch (resize, normalise, tokenise), on the CPU.
 
-        `processor` defaults to the captioner's own; `background_preparer` passes a private copy.
+        `prompts` gives each image its own prompt (concurrent app requests in one batch);
+        otherwise `prompt` applies to all. `processor` defaults to the captioner's own;
+        `background_preparer` passes a private copy.
         """
         self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        inputs = self._prepare(processor or self.processor, rgb, self.prompt_for(prompt))
+        chosen = [self.prompt_for(p) for p in (prompts if prompts is not None
+                                                else [prompt] * len(rgb))]
+        if len(chosen) != len(rgb):
+            raise ValueError(f"got {len(chosen)} prompts for {len(rgb)} images")
+        if len(set(chosen)) > 1 and not self.mixed_prompts:
+            raise ValueError(f"{self.display_name} cannot batch different prompts; caption "
+                             f"each prompt's images in a batch of their own.")
+        inputs = self._prepare(processor or self.processor, rgb, chosen)
         if self.device.startswith("cuda"):  # page-locked, so the copy to the GPU is asynchronous
             inputs = {k: v.pin_memory() if isinstance(v, torch.Tensor) else v
                       for k, v in inputs.items()}
@@ -233,8 +245,15 @@ class Captioner(ABC):
         self.load()
         return functools.partial(self.prepare, processor=copy.deepcopy(self.processor))
 
-    def generate(self, prepared: PreparedBatch) -> list[Caption]:
-        """One `generate` call on prepared inputs; captions in the batch's order."""
+    def generate(self, prepared: PreparedBatch, on_token: TokenCallback | None = None,
+                 stops: Sequence[Any] | None = None) -> list[Caption]:
+        """One `generate` call on prepared inputs; captions in the batch's order.
+
+        `on_token(row, token)` receives each row's caption tokens as they are generated (greedy
+        or sampled decoding; beam search only has its result at the end). `stops` holds one
+        event (anything with `is_set()`) or None per row: a set event ends that row early, the
+        other rows go on.
+        """
         self.load()
         started = time.perf_counter()
         inputs = {k: self._to_device(v) for k, v in prepared.inputs.items()}
@@ -248,6 +267,14 @@ class Captioner(ABC):
 
             recorder = _ChosenTokenLogprob()
             kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        if stops is not None and any(e is not None for e in stops):
+            from transformers import StoppingCriteriaList
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([RowStops(stops)])
+        if on_token is not None and self.spec.generation.num_beams == 1:
+            kwargs["streamer"] = RowStreamer(self.detokenizer, prepared.size,
+                                             self._stop_token_ids(), on_token,
+                                             recorder.steps if recorder is not None else None)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs, return_dict_in_generate=True, output_scores=recorder is None, **kwargs
@@ -255,6 +282,28 @@ class Captioner(ABC):
             generated, probs = self._generated_tokens(out, recorder)
         seconds = (prepared.seconds + time.perf_counter() - started) / prepared.size
         return [self._make_caption(ids, p, seconds) for ids, p in zip(generated, probs)]
+
+    def generate_rows(self, images: Sequence[Image.Image], prompts: Sequence[str | None] | None,
+                      on_token: TokenCallback | None = None, stops: Sequence[Any] | None = None
+                      ) -> list[Caption]:
+        """Prepare and generate one batch with a prompt per image, streamed per row (what
+        `stream` and the app's generation loop run in their worker thread)."""
+        return self.generate(self.prepare(images, prompts=prompts), on_token, stops)
+
+    def stream(self, images: Sequence[Image.Image],
+               prompts: Sequence[str | None] | str | None = None,
+               stop: threading.Event | Sequence[threading.Event | None] | None = None
+               ) -> Iterator[CaptionUpdate]:
+        """Caption one batch and yield each image's caption as it grows, then its final caption.
+
+        Yields `CaptionUpdate(index, text, tokens)` whenever an image's caption gains a token,
+        and one `done=True` update per image at the end with the `Caption` that `caption()`
+        would return (the same text for an image not stopped). `stop` is one event for the
+        whole batch or one per image; a set event ends that image's caption early.
+        """
+        if isinstance(prompts, str):
+            prompts = [prompts] * len(images)
+        return stream_batch(self, list(images), prompts, stop)
 
     def prompt_for(self, prompt: str | None = None) -> str | None:
         """The prompt a call uses: its own when given (and not blank), else the spec's."""
@@ -359,9 +408,10 @@ class Captioner(ABC):
         """Return (model, processor) loaded from a local directory with `from_pretrained`."""
 
     @abstractmethod
-    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
+    def _prepare(self, processor: Any, images: list[Image.Image], prompts: list[str | None]
                  ) -> dict[str, Any]:
-        """`processor` outputs (tensors) for a batch of RGB images with this call's prompt."""
+        """`processor` outputs (tensors) for a batch of RGB images, one (resolved) prompt each;
+        the prompts differ only where the family sets `mixed_prompts`."""
 
 
 class _ChosenTokenLogprob:

@@ -21,10 +21,11 @@ class BlipCaptioner(BlipFamily, Captioner):
                                                              **self._from_pretrained_kwargs())
         return model, processor
 
-    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
-                 ) -> dict[str, Any]:
-        if prompt:  # conditional captioning: the caption continues the prompt
-            return dict(processor(images=images, text=[prompt] * len(images),
+    def _prepare(self, processor: Any, images: list[Image.Image],
+                 prompts: list[str | None]) -> dict[str, Any]:
+        if prompts[0]:  # conditional captioning: the caption continues the prompt
+            # One prompt for the batch (`mixed_prompts` is off): BLIP pads on the right.
+            return dict(processor(images=images, text=list(prompts),
                                   return_tensors="pt", padding=True))
         return dict(processor(images=images, return_tensors="pt"))
 

@@ -12,6 +12,7 @@ from medcap.models.families import Blip2Family
 
 
 class Blip2Captioner(Blip2Family, Captioner):
+    mixed_prompts = True  # left padded: one batch may hold different prompts
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         from transformers import Blip2ForConditionalGeneration, Blip2Processor
@@ -22,7 +23,7 @@ class Blip2Captioner(Blip2Family, Captioner):
                                                               **self._from_pretrained_kwargs())
         return model, processor
 
-    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
-                 ) -> dict[str, Any]:
-        text = [prompt or ""] * len(images)
+    def _prepare(self, processor: Any, images: list[Image.Image],
+                 prompts: list[str | None]) -> dict[str, Any]:
+        text = [prompt or "" for prompt in prompts]  # left padded: prompts may differ per image
         return dict(processor(images=images, text=text, return_tensors="pt", padding=True))

@@ -14,6 +14,7 @@ from medcap.models.spec import DEFAULT_QWEN_PROMPT
 
 
 class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
+    mixed_prompts = True  # left padded: one batch may hold different prompts
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         from transformers import AutoModelForImageTextToText, AutoProcessor
@@ -38,9 +39,9 @@ class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
         return (processor or self.processor).apply_chat_template(
             user_turn(instruction), tokenize=False, add_generation_prompt=True)
 
-    def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
-                 ) -> dict[str, Any]:
-        text = [self.chat_text(prompt, processor)] * len(images)
+    def _prepare(self, processor: Any, images: list[Image.Image],
+                 prompts: list[str | None]) -> dict[str, Any]:
+        text = [self.chat_text(prompt, processor) for prompt in prompts]  # left padded
         return dict(processor(text=text, images=images, padding=True, return_tensors="pt",
                               **image_size_kwargs(processor, self.spec.max_pixels)))
 

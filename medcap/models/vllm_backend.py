@@ -141,11 +141,18 @@ class VllmQwen2VLCaptioner(Qwen2VLCaptioner):
     def caption_batch(self, images: Sequence[Image.Image], prompt: str | None = None
                       ) -> list[Caption]:
         """Hand the whole batch to the engine; it schedules them itself (continuous batching)."""
+        return self.generate_rows(images, [prompt] * len(images))
+
+    def generate_rows(self, images: Sequence[Image.Image], prompts: Sequence[str | None] | None,
+                      on_token: Any = None, stops: Any = None) -> list[Caption]:
+        """One engine call with a prompt per image. The offline engine has no token stream, so
+        `stream()` yields each caption whole and `on_token` / `stops` go unused."""
         self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
-        outputs = self.model.generate(build_requests(self.chat_text(prompt), rgb),
-                                      self._sampling_params, use_tqdm=False)
+        requests = [request for prompt, image in zip(prompts or [None] * len(rgb), rgb)
+                    for request in build_requests(self.chat_text(prompt), [image])]
+        outputs = self.model.generate(requests, self._sampling_params, use_tqdm=False)
         seconds = (time.perf_counter() - started) / len(images)
         stop = self._stop_token_ids()
         captions = []
