@@ -1,0 +1,238 @@
+"""One generation loop per model: concurrent caption requests share one batched `generate`, and
+each request streams back only its own words.
+
+Ten students pressing "Caption" at once used to wait for ten sequential `generate` calls behind a
+per-model lock. A `GenerationLoop` owns the model instead: its thread takes the first waiting
+request, gathers the others that arrive within a short window (up to `max_batch_size`), and runs
+them as one batch through `Captioner.generate_rows`, whose streamer splits each step's tokens per
+row. Every request holds a `CaptionRequest` handle: iterate it for `CaptionUpdate`s (the caption
+so far, then the final `Caption`), or call `cancel()` to end that request early; the other rows of
+the batch go on. Prompts may differ per request where the model batches them (Qwen2-VL,
+BLIP-2); otherwise requests with another prompt wait for the next batch. No gradio here.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Iterator, Mapping
+
+from PIL import Image
+
+from medcap.models import Caption, Captioner
+from medcap.models.streaming import CaptionUpdate, RowText
+
+
+@dataclass(frozen=True)
+class LoopSettings:
+    """How many requests one `generate` takes and how long the loop waits to gather them.
+
+    The window costs at most `gather_seconds` of latency for the first request, and only when
+    others are already waiting is it worth it; 30 ms is small next to a caption's seconds.
+    """
+
+    max_batch_size: int = 8
+    gather_seconds: float = 0.03
+    max_waiting: int = 64  # requests queued per model before new ones are refused
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "LoopSettings":
+        """`MEDCAP_MAX_BATCH` (1-64) and `MEDCAP_BATCH_WAIT_MS` (0-1000)."""
+        env = os.environ if env is None else env
+        batch = _bounded_int(env, "MEDCAP_MAX_BATCH", cls.max_batch_size, 1, 64)
+        wait_ms = _bounded_int(env, "MEDCAP_BATCH_WAIT_MS", int(cls.gather_seconds * 1000), 0, 1000)
+        return cls(max_batch_size=batch, gather_seconds=wait_ms / 1000)
+
+
+def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    text = env.get(name, "").strip()
+    if not text:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number from {low} to {high}, not {text!r}.") from None
+    if not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, not {value}.")
+    return value
+
+
+class LoopBusy(RuntimeError):
+    """Too many requests are waiting for this model; the message is for the user."""
+
+
+class CaptionRequest:
+    """One image waiting for, or being captioned by, a loop; iterate it for its updates."""
+
+    def __init__(self, image: Image.Image, prompt: str | None) -> None:
+        self.image = image
+        self.prompt = prompt
+        self.stop = threading.Event()
+        self._updates: queue.SimpleQueue[CaptionUpdate] = queue.SimpleQueue()
+        self._text = RowText()
+        self._final: CaptionUpdate | None = None
+
+    def cancel(self) -> None:
+        """End this request early: a waiting one never runs, a running one stops at its next
+        token and keeps the words it has."""
+        self.stop.set()
+
+    def __iter__(self) -> Iterator[CaptionUpdate]:
+        """The caption as it grows, then one update with `done=True` (caption or error)."""
+        while self._final is None:
+            update = self._updates.get()
+            if update.done:
+                self._final = update
+            yield update
+
+    def result(self) -> CaptionUpdate:
+        """Wait for the final update (the whole caption, or the error)."""
+        for _ in self:
+            pass
+        assert self._final is not None
+        return self._final
+
+    # -- called by the loop's thread -----------------------------------------------------------
+    def _token(self, token) -> None:
+        self._text.tokens.append(token)
+        self._updates.put(CaptionUpdate(0, self._text.text, tuple(self._text.tokens)))
+
+    def _finish(self, caption: Caption | None = None, error: str = "") -> None:
+        stopped = self.stop.is_set()
+        if caption is None:
+            caption = Caption(text=self._text.text, seconds=0.0, tokens=list(self._text.tokens))
+        self._updates.put(CaptionUpdate(0, caption.text, tuple(caption.tokens), done=True,
+                                        stopped=stopped and not error, caption=caption,
+                                        error=error))
+
+
+class GenerationLoop:
+    """The one thread that runs `generate` for one captioner, batching concurrent requests."""
+
+    def __init__(self, captioner: Captioner, settings: LoopSettings | None = None) -> None:
+        self.captioner = captioner
+        self.settings = settings or LoopSettings()
+        self._inbox: queue.Queue[CaptionRequest | None] = queue.Queue()
+        self._held: deque[CaptionRequest] = deque()  # gathered but for a later batch (prompt)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self.batches: list[int] = []  # sizes of the batches run (the benchmark reports them)
+
+    def submit(self, image: Image.Image, prompt: str | None = None) -> CaptionRequest:
+        """Queue one image; returns at once with the request to iterate or cancel."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("this generation loop is closed")
+            if self._inbox.qsize() + len(self._held) >= self.settings.max_waiting:
+                raise LoopBusy(f"{self.captioner.spec.name} has {self.settings.max_waiting} "
+                               f"captions waiting; try again in a moment.")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name=f"medcap-generate-{self.captioner.spec.name}",
+                    daemon=True)
+                self._thread.start()
+            request = CaptionRequest(image, prompt)
+            self._inbox.put(request)
+        return request
+
+    def caption(self, image: Image.Image, prompt: str | None = None) -> Caption:
+        """Submit and wait: the whole caption (raises on a failed generation)."""
+        final = self.submit(image, prompt).result()
+        if final.error:
+            raise RuntimeError(final.error)
+        return final.caption
+
+    def close(self, timeout: float | None = 10.0) -> None:
+        """Finish the batch in flight, cancel the waiting requests, end the thread."""
+        with self._lock:
+            self._closed = True
+            thread = self._thread
+        self._inbox.put(None)
+        if thread is not None:
+            thread.join(timeout)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            batch = self._gather()
+            if batch is None:
+                break
+            if batch:
+                self._generate(batch)
+        for request in [*self._held, *self._drain()]:
+            request.cancel()
+            request._finish(error="The app is shutting down.")
+
+    def _gather(self) -> list[CaptionRequest] | None:
+        """The next batch: the first request, then whatever arrives within the window and can
+        share its batch. None when the loop is closed."""
+        first = self._held.popleft() if self._held else self._inbox.get()
+        if first is None:
+            return None
+        batch, later = [first], []
+        deadline = time.monotonic() + self.settings.gather_seconds
+        while self._held and len(batch) < self.settings.max_batch_size:
+            self._place(self._held.popleft(), batch, later)
+        while len(batch) < self.settings.max_batch_size:
+            remaining = deadline - time.monotonic()
+            try:
+                request = (self._inbox.get(timeout=remaining) if remaining > 0
+                           else self._inbox.get_nowait())
+            except queue.Empty:
+                break
+            if request is None:
+                self._inbox.put(None)  # close after this batch
+                break
+            self._place(request, batch, later)
+        self._held.extendleft(reversed(later))
+        ready = []
+        for request in batch:
+            if request.stop.is_set():  # cancelled while waiting: never runs
+                request._finish()
+            else:
+                ready.append(request)
+        return ready
+
+    def _place(self, request: CaptionRequest, batch: list[CaptionRequest],
+               later: list[CaptionRequest]) -> None:
+        if self.captioner.mixed_prompts or request.prompt == batch[0].prompt:
+            batch.append(request)
+        else:
+            later.append(request)
+
+    def _generate(self, batch: list[CaptionRequest]) -> None:
+        self.batches.append(len(batch))
+        try:
+            captions = self.captioner.generate_rows(
+                [r.image for r in batch], [r.prompt for r in batch],
+                lambda row, token: batch[row]._token(token), [r.stop for r in batch])
+        except Exception as exc:  # noqa: BLE001 - every request of the batch gets the message
+            message = _error_message(exc)
+            for request in batch:
+                request._finish(error=message)
+            return
+        for request, caption in zip(batch, captions):
+            request._finish(caption)
+
+    def _drain(self) -> list[CaptionRequest]:
+        drained = []
+        while True:
+            try:
+                request = self._inbox.get_nowait()
+            except queue.Empty:
+                return drained
+            if request is not None:
+                drained.append(request)
+
+
+def _error_message(exc: Exception) -> str:
+    from medcap.models import ModelLoadError
+
+    if isinstance(exc, ModelLoadError):
+        return str(exc)
+    return f"Captioning failed: {type(exc).__name__}: {exc}"

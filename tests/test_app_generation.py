@@ -1,0 +1,207 @@
+"""The app's generation loop with tiny models: concurrent requests share batches, each gets its
+own caption, prompts per request, cancelling one leaves the others. No timing assertions: a gate
+holds the first batch so the next requests are deterministically queued together."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from medcap.app.generation import GenerationLoop, LoopBusy, LoopSettings
+from medcap.models import create_captioner, resolve_spec
+
+
+def _images(count: int) -> list[Image.Image]:
+    rng = np.random.RandomState(3)
+    return [Image.fromarray((rng.rand(64, 64, 3) * 255).astype("uint8")) for _ in range(count)]
+
+
+class Gate:
+    """Holds the captioner's first `generate_rows` call until released."""
+
+    def __init__(self, captioner) -> None:
+        self.entered, self.release = threading.Event(), threading.Event()
+        self._original = captioner.generate_rows
+        captioner.generate_rows = self._gated
+
+    def _gated(self, *args):
+        if not self.entered.is_set():
+            self.entered.set()
+            assert self.release.wait(30)
+        return self._original(*args)
+
+
+def _in_threads(count: int, target) -> list:
+    results: list = [None] * count
+    barrier = threading.Barrier(count)
+
+    def run(index: int) -> None:
+        barrier.wait()
+        results[index] = target(index)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    return results
+
+
+def _queued_behind_a_gate(loop: GenerationLoop, images, prompts=None):
+    """Submit one request, hold it in generate, submit the rest from threads, release."""
+    gate = Gate(loop.captioner)
+    prompts = prompts or [None] * len(images)
+    first = loop.submit(images[0], prompts[0])
+    assert gate.entered.wait(30)
+    rest = _in_threads(len(images) - 1, lambda i: loop.submit(images[i + 1], prompts[i + 1]))
+    assert loop._inbox.qsize() == len(rest)  # all queued while the first batch is held
+    gate.release.set()
+    return [first, *rest]
+
+
+@pytest.mark.parametrize("name,fixture", [("blip", "tiny_blip_dir"),
+                                          ("qwen2-vl", "tiny_qwen2_vl_dir")])
+def test_concurrent_requests_get_the_captions_of_one_by_one_calls(name, fixture, request):
+    folder = request.getfixturevalue(fixture)
+    captioner = create_captioner(resolve_spec(name, str(folder), max_new_tokens=10))
+    images = _images(6)
+    alone = [captioner.caption([image])[0] for image in images]
+    loop = GenerationLoop(captioner, LoopSettings(max_batch_size=8, gather_seconds=0))
+    try:
+        requests = _queued_behind_a_gate(loop, images)
+        results = [r.result() for r in requests]
+    finally:
+        loop.close()
+    assert loop.batches == [1, 5]  # the five waiting requests ran as one batch
+    assert [r.caption.text for r in results] == [c.text for c in alone]
+    assert [[t.text for t in r.caption.tokens] for r in results] == [
+        [t.text for t in c.tokens] for c in alone]
+    assert not any(r.error or r.stopped for r in results)
+
+
+def test_each_request_streams_only_its_own_words_with_its_own_prompt(tiny_qwen2_vl_dir):
+    captioner = create_captioner(resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir),
+                                              max_new_tokens=8))
+    images = _images(3)
+    prompts = ["Name the modality.", "Describe the lungs in detail.", ""]
+    alone = [captioner.caption([im], prompt=p)[0].text for im, p in zip(images, prompts)]
+    loop = GenerationLoop(captioner, LoopSettings(gather_seconds=0))
+    try:
+        requests = _queued_behind_a_gate(loop, images, prompts)
+        streams = _in_threads(3, lambda i: list(requests[i]))
+    finally:
+        loop.close()
+    assert loop.batches == [1, 2]  # different prompts still share a batch (left padding)
+    for updates, expected in zip(streams, alone):
+        partial = [u.text for u in updates if not u.done]
+        assert updates[-1].done and updates[-1].caption.text == expected
+        assert partial and partial[-1] == expected
+        assert all(b.startswith(a) for a, b in zip(partial, partial[1:]))
+
+
+def test_blip_batches_requests_with_another_prompt_separately(tiny_blip_dir):
+    captioner = create_captioner(resolve_spec("blip", str(tiny_blip_dir), max_new_tokens=6))
+    images = _images(4)
+    prompts = [None, "a chest", None, "a chest"]
+    alone = [captioner.caption([im], prompt=p)[0].text for im, p in zip(images, prompts)]
+    loop = GenerationLoop(captioner, LoopSettings(gather_seconds=0))
+    try:
+        requests = _queued_behind_a_gate(loop, images, prompts)
+        texts = [r.result().caption.text for r in requests]
+    finally:
+        loop.close()
+    assert texts == alone
+    assert sorted(loop.batches) == [1, 1, 2]
+
+
+def test_a_cancelled_request_ends_early_and_the_others_in_its_batch_finish(tiny_blip_dir):
+    captioner = create_captioner(resolve_spec("blip", str(tiny_blip_dir), max_new_tokens=30,
+                                              min_new_tokens=30))
+    images = _images(4)
+    alone = [captioner.caption([image])[0] for image in images]
+    loop = GenerationLoop(captioner, LoopSettings(gather_seconds=0))
+    original = captioner.generate_rows
+
+    def wait_for_cancel(images, prompts, on_token, stops):
+        """Row 1 pauses after its first token until its user has pressed stop."""
+        def on_token_then_wait(row, token):
+            on_token(row, token)
+            if row == 1 and len(images) == 3:
+                stops[1].wait(30)
+        return original(images, prompts, on_token_then_wait, stops)
+
+    captioner.generate_rows = wait_for_cancel  # the gate below wraps this
+    try:
+        requests = _queued_behind_a_gate(loop, images)
+        victim = requests[2]  # row 1 of the second batch (requests 1, 2, 3)
+        for update in victim:
+            if not update.done:
+                victim.cancel()
+        results = [r.result() for r in requests]
+    finally:
+        loop.close()
+    stopped = results[2]
+    assert stopped.done and stopped.stopped and not stopped.error
+    assert 1 <= len(stopped.caption.tokens) <= 2 < len(alone[2].tokens)
+    assert alone[2].text.startswith(stopped.caption.text)
+    for index in (0, 1, 3):
+        assert results[index].caption.text == alone[index].text and not results[index].stopped
+
+
+def test_a_request_cancelled_while_waiting_never_runs(tiny_blip_dir):
+    captioner = create_captioner(resolve_spec("blip", str(tiny_blip_dir), max_new_tokens=5))
+    loop = GenerationLoop(captioner, LoopSettings(gather_seconds=0))
+    gate = Gate(captioner)
+    try:
+        first = loop.submit(_images(1)[0])
+        assert gate.entered.wait(30)
+        waiting = loop.submit(_images(2)[1])
+        waiting.cancel()
+        gate.release.set()
+        result = waiting.result()
+        assert first.result().caption.text
+    finally:
+        loop.close()
+    assert result.stopped and result.caption.text == "" and loop.batches == [1]
+
+
+def test_a_model_that_fails_gives_every_request_the_message_and_the_loop_goes_on(tmp_path):
+    captioner = create_captioner(resolve_spec("blip", str(tmp_path / "missing"), family="blip"))
+    loop = GenerationLoop(captioner)
+    try:
+        first = loop.submit(_images(1)[0]).result()
+        second = loop.submit(_images(1)[0]).result()
+    finally:
+        loop.close()
+    assert first.error and first.error == second.error and "missing" in first.error
+    with pytest.raises(RuntimeError, match="closed"):
+        loop.submit(_images(1)[0])
+
+
+def test_too_many_waiting_requests_are_refused_with_a_message(tiny_blip_dir):
+    captioner = create_captioner(resolve_spec("blip", str(tiny_blip_dir), max_new_tokens=3))
+    loop = GenerationLoop(captioner, LoopSettings(max_waiting=2, gather_seconds=0))
+    gate = Gate(captioner)
+    try:
+        first = loop.submit(_images(1)[0])
+        assert gate.entered.wait(30)
+        queued = [loop.submit(image) for image in _images(2)]
+        with pytest.raises(LoopBusy, match="waiting"):
+            loop.submit(_images(1)[0])
+        gate.release.set()
+        assert all(r.result().caption.text for r in [first, *queued])
+    finally:
+        loop.close()
+
+
+def test_loop_settings_from_env_are_bounded():
+    assert LoopSettings.from_env({}) == LoopSettings()
+    settings = LoopSettings.from_env({"MEDCAP_MAX_BATCH": "4", "MEDCAP_BATCH_WAIT_MS": "100"})
+    assert (settings.max_batch_size, settings.gather_seconds) == (4, 0.1)
+    with pytest.raises(ValueError, match="MEDCAP_MAX_BATCH"):
+        LoopSettings.from_env({"MEDCAP_MAX_BATCH": "0"})
+    with pytest.raises(ValueError, match="MEDCAP_BATCH_WAIT_MS"):
+        LoopSettings.from_env({"MEDCAP_BATCH_WAIT_MS": "soon"})
