@@ -205,3 +205,73 @@ def test_loop_settings_from_env_are_bounded():
         LoopSettings.from_env({"MEDCAP_MAX_BATCH": "0"})
     with pytest.raises(ValueError, match="MEDCAP_BATCH_WAIT_MS"):
         LoopSettings.from_env({"MEDCAP_BATCH_WAIT_MS": "soon"})
+
+
+# ---------------------------------------------------------------------------- cards and uploads
+@pytest.fixture
+def pool(tiny_blip_dir, tiny_qwen2_vl_dir):
+    from medcap.app.models import ModelPool
+
+    specs = [resolve_spec("blip", str(tiny_blip_dir), max_new_tokens=16, min_new_tokens=16),
+             resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir), max_new_tokens=8)]
+    pool = ModelPool(specs, {"blip2-lora": "needs a LoRA adapter"},
+                     LoopSettings(gather_seconds=0))
+    yield pool
+    pool.close()
+
+
+def test_cards_fill_word_by_word_and_end_with_the_whole_captions(pool):
+    image = _images(1)[0]
+    whole = pool.caption_cards(["blip", "qwen2-vl"], image, "Name the modality.")
+    snapshots = list(pool.stream_cards(["blip", "blip2-lora", "qwen2-vl"], image,
+                                       "Name the modality.", every=0))
+    assert [c.status for c in snapshots[0]] == ["Waiting…", "", "Waiting…"]
+    assert "LoRA" in snapshots[0][1].error
+    blip_texts = [s[0].caption for s in snapshots if s[0].status == "Generating…" and s[0].caption]
+    assert len(set(blip_texts)) >= 3  # the BLIP card grew several times
+    assert all(s[2].status == "Waiting…" for s in snapshots if s[0].status == "Generating…")
+    final = snapshots[-1]
+    assert [c.caption for c in final] == [whole[0].caption, "", whole[1].caption]
+    assert final[0].tokens == whole[0].tokens and final[0].seconds > 0
+    assert final[0].status == "" and final[2].status == ""
+
+
+def test_stop_ends_the_running_card_and_skips_the_next_model(pool):
+    loop = pool.loop("blip")
+    original = loop.captioner.generate_rows
+
+    def pause_after_first_token(images, prompts, on_token, stops):
+        def on_token_then_wait(row, token):
+            on_token(row, token)
+            stops[row].wait(30)
+        return original(images, prompts, on_token_then_wait, stops)
+
+    loop.captioner.generate_rows = pause_after_first_token
+    stop = threading.Event()
+    snapshots = []
+    for cards in pool.stream_cards(["blip", "qwen2-vl"], _images(1)[0], None, stop, every=0):
+        snapshots.append(cards)
+        if cards[0].tokens:
+            stop.set()  # the Stop button
+    final = snapshots[-1]
+    assert final[0].status == "Stopped." and 1 <= len(final[0].tokens) <= 2
+    assert final[1].status == "Stopped before it started." and not final[1].caption
+    assert not pool.is_loaded("qwen2-vl")  # never started
+
+
+def test_closing_the_page_mid_caption_frees_the_model(pool):
+    cards = pool.stream_cards(["blip"], _images(1)[0], None, None, every=0)
+    next(cards)
+    next(cards)  # "Generating…" card: the request is queued
+    cards.close()
+    assert pool.caption_cards(["blip"], _images(1)[0])[0].caption  # the loop still serves
+
+
+def test_stop_switches_stop_only_their_own_session():
+    from medcap.app.generation import StopSwitches
+
+    switches = StopSwitches()
+    mine, other = switches.start("me"), switches.start("you")
+    assert switches.stop("me") == 1 and mine.is_set() and not other.is_set()
+    switches.finish("me", mine)
+    assert switches.stop("me") == 0

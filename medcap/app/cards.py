@@ -88,6 +88,7 @@ class CaptionCard:
     shared_words: frozenset[str] = frozenset()
     reference: str = ""
     """The ground truth the fact check compares the caption with ('' for none: no check)."""
+    status: str = ""  # while streaming: "Waiting…", "Generating…", "Stopped."
 
 
 STATUS_KINDS = ("", "ok", "warning", "error")
@@ -176,6 +177,8 @@ def _card_body(card: CaptionCard, *, highlight: bool, style: HighlightStyle) -> 
                   f"{html.escape(card.detail)}</details>" if card.detail else "")
         return f'<div class="mc-caption">⚠ {html.escape(card.error)}</div>{detail}'
     if not card.caption and not card.tokens:
+        if card.status:
+            return ""  # the status line says what is happening
         return '<div class="mc-caption mc-meta">No caption yet — use “Generate missing captions”.</div>'
     text = card.caption or "".join(str(getattr(t, "text", "")) for t in card.tokens)
     contradicting, summary = fact_check(text, card.reference)
@@ -193,7 +196,10 @@ def caption_card_html(card: CaptionCard, *, highlight: bool = False, show_scores
     gave token probabilities, its doubts marked), legend, contradictions, the error categories
     `suggested` (labels) for the review form, time, scores."""
     classes = "mc-card mc-error" if card.error else "mc-card"
-    meta = f'<div class="mc-meta">{card.seconds:.2f} s</div>' if card.seconds is not None else ""
+    meta_parts = [f"{card.seconds:.2f} s"] if card.seconds is not None else []
+    if card.status:
+        meta_parts.append(html.escape(card.status))
+    meta = f'<div class="mc-meta">{" · ".join(meta_parts)}</div>' if meta_parts else ""
     scores = scores_html(card.scores) if show_scores and not card.error else ""
     return (f'<div class="{classes}" data-model="{html.escape(card.model, quote=True)}">'
             f"<h4>{html.escape(card.model)}</h4>{_card_body(card, highlight=highlight, style=style)}"

@@ -23,6 +23,7 @@ from typing import Iterator, Mapping
 
 from PIL import Image
 
+from medcap.app.gpu import run_rows
 from medcap.models import Caption, Captioner
 from medcap.models.streaming import CaptionUpdate, RowText
 
@@ -68,10 +69,11 @@ class LoopBusy(RuntimeError):
 class CaptionRequest:
     """One image waiting for, or being captioned by, a loop; iterate it for its updates."""
 
-    def __init__(self, image: Image.Image, prompt: str | None) -> None:
+    def __init__(self, image: Image.Image, prompt: str | None,
+                 stop: threading.Event | None = None) -> None:
         self.image = image
         self.prompt = prompt
-        self.stop = threading.Event()
+        self.stop = stop or threading.Event()  # a caller's event ends it too (a Stop button)
         self._updates: queue.SimpleQueue[CaptionUpdate] = queue.SimpleQueue()
         self._text = RowText()
         self._final: CaptionUpdate | None = None
@@ -80,6 +82,11 @@ class CaptionRequest:
         """End this request early: a waiting one never runs, a running one stops at its next
         token and keeps the words it has."""
         self.stop.set()
+
+    @property
+    def done(self) -> bool:
+        """Whether the final update has been read."""
+        return self._final is not None
 
     def __iter__(self) -> Iterator[CaptionUpdate]:
         """The caption as it grows, then one update with `done=True` (caption or error)."""
@@ -123,8 +130,10 @@ class GenerationLoop:
         self._closed = False
         self.batches: list[int] = []  # sizes of the batches run (the benchmark reports them)
 
-    def submit(self, image: Image.Image, prompt: str | None = None) -> CaptionRequest:
-        """Queue one image; returns at once with the request to iterate or cancel."""
+    def submit(self, image: Image.Image, prompt: str | None = None,
+               stop: threading.Event | None = None) -> CaptionRequest:
+        """Queue one image; returns at once with the request to iterate or cancel. `stop`, when
+        given, is the request's stop event (set it, or call `cancel()`, to end it early)."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("this generation loop is closed")
@@ -136,7 +145,7 @@ class GenerationLoop:
                     target=self._run, name=f"medcap-generate-{self.captioner.spec.name}",
                     daemon=True)
                 self._thread.start()
-            request = CaptionRequest(image, prompt)
+            request = CaptionRequest(image, prompt, stop)
             self._inbox.put(request)
         return request
 
@@ -208,9 +217,10 @@ class GenerationLoop:
     def _generate(self, batch: list[CaptionRequest]) -> None:
         self.batches.append(len(batch))
         try:
-            captions = self.captioner.generate_rows(
-                [r.image for r in batch], [r.prompt for r in batch],
-                lambda row, token: batch[row]._token(token), [r.stop for r in batch])
+            captions = run_rows(self.captioner, [r.image for r in batch],
+                                [r.prompt for r in batch],
+                                lambda row, token: batch[row]._token(token),
+                                [r.stop for r in batch])
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the message
             message = _error_message(exc)
             for request in batch:
@@ -230,9 +240,44 @@ class GenerationLoop:
                 drained.append(request)
 
 
+LOAD_FAILED = "Could not load: "
+"""Prefix of a request's error when the model could not load (`medcap.app.models` words it)."""
+
+
 def _error_message(exc: Exception) -> str:
     from medcap.models import ModelLoadError
 
     if isinstance(exc, ModelLoadError):
-        return str(exc)
+        return LOAD_FAILED + str(exc)
     return f"Captioning failed: {type(exc).__name__}: {exc}"
+
+
+class StopSwitches:
+    """The stop events of each browser session's running captions, for its Stop button."""
+
+    def __init__(self) -> None:
+        self._events: dict[str, set[threading.Event]] = {}
+        self._lock = threading.Lock()
+
+    def start(self, session: str) -> threading.Event:
+        """A new event for one caption run of `session`; `finish` it when the run ends."""
+        event = threading.Event()
+        with self._lock:
+            self._events.setdefault(session, set()).add(event)
+        return event
+
+    def stop(self, session: str) -> int:
+        """Stop every running caption of `session`; returns how many there were."""
+        with self._lock:
+            events = list(self._events.get(session, ()))
+        for event in events:
+            event.set()
+        return len(events)
+
+    def finish(self, session: str, event: threading.Event) -> None:
+        with self._lock:
+            running = self._events.get(session)
+            if running is not None:
+                running.discard(event)
+                if not running:
+                    del self._events[session]

@@ -35,3 +35,15 @@ def run_captioner(captioner: Captioner, images: Sequence[Image.Image],
                   prompt: str | None = None) -> list[Caption]:
     """Caption `images` with `captioner` (loads it on first use): the GPU-bound step."""
     return captioner.caption(list(images), prompt=prompt)
+
+
+@on_gpu
+def run_rows(captioner: Captioner, images: Sequence[Image.Image],
+             prompts: Sequence[str | None] | None, on_token: Any = None, stops: Any = None
+             ) -> list[Caption]:
+    """One batch of the app's generation loop, streamed per row (`Captioner.generate_rows`).
+
+    Called from the loop's own thread, not a request handler: on ZeroGPU, `spaces.GPU` may need
+    the request's thread; that setup is untested (no ZeroGPU here).
+    """
+    return captioner.generate_rows(list(images), prompts, on_token, stops)

@@ -1,27 +1,26 @@
-"""The app's captioners: created on first use, one lock per model, failures become card errors.
+"""The app's captioners: created on first use, one generation loop per model, failures become
+card errors.
 
 Loading a model is the slow part of the app, so nothing is loaded when the page opens; the first
 caption request for a model loads it. A model that cannot load says why on its card in plain words
 (`medcap.app.messages`, the `ModelLoadError` text folded under it) and the other models still
-caption. Generation runs through `medcap.app.gpu.run_captioner` (inside `spaces.GPU` on ZeroGPU).
+caption. Generation runs through `medcap.app.gpu.run_rows` (inside `spaces.GPU` on ZeroGPU). Every caption goes through the model's
+`GenerationLoop`, so concurrent users share batched `generate` calls, and `stream_cards` lets the
+Caption tab show each card's words as they come.
 """
 
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Callable, Sequence
+import time
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
-from medcap.app.gpu import run_captioner
-from medcap.app.messages import explain, explain_entry
-from medcap.models.errors import ModelLoadError
-from medcap.models.registry import create_captioner, takes_prompt
-from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
-
-if TYPE_CHECKING:  # importing the captioners imports torch: only on the first caption
-    from medcap.models import Caption, Captioner
+from medcap.app.generation import LOAD_FAILED, GenerationLoop, LoopBusy, LoopSettings
+from medcap.models import Captioner, ModelSpec, create_captioner
+from medcap.models.streaming import CaptionUpdate
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -29,11 +28,13 @@ ProgressCallback = Callable[[float, str], None]
 class ModelPool:
     """Lazily created captioners keyed by their label."""
 
-    def __init__(self, specs: Sequence[ModelSpec], problems: dict[str, str] | None = None):
+    def __init__(self, specs: Sequence[ModelSpec], problems: dict[str, str] | None = None,
+                 loop_settings: LoopSettings | None = None):
         self._specs = {spec.label: spec for spec in specs}
         self.problems = dict(problems or {})
+        self.loop_settings = loop_settings or LoopSettings.from_env()
         self._captioners: dict[str, Captioner] = {}
-        self._locks = {label: threading.Lock() for label in self._specs}
+        self._loops: dict[str, GenerationLoop] = {}
         self._create_lock = threading.Lock()
 
     @property
@@ -59,19 +60,20 @@ class ModelPool:
                 self._captioners[label] = create_captioner(self._specs[label])
             return self._captioners[label]
 
-    def caption_one(self, label: str, images: Sequence[Image.Image], prompt: str | None = None
-                    ) -> list[Caption]:
-        """Caption with one model; the prompt override applies to prompted models only.
-
-        One request at a time per model (the lock), so concurrent users queue instead of
-        stacking activations on a small machine; each call carries its own prompt.
-        """
-        if label not in self._specs:
-            raise ModelLoadError(f"Unknown model '{label}'. Available: {', '.join(self._specs)}.")
+    def loop(self, label: str) -> GenerationLoop:
+        """The model's generation loop (created, not loaded, on first use)."""
         captioner = self._captioner(label)
-        own_prompt = prompt if captioner.takes_prompt else None
-        with self._locks[label]:
-            return run_captioner(captioner, images, own_prompt)
+        with self._create_lock:
+            if label not in self._loops:
+                self._loops[label] = GenerationLoop(captioner, self.loop_settings)
+            return self._loops[label]
+
+    def close(self) -> None:
+        """End every generation loop's thread (tests and a clean shutdown)."""
+        with self._create_lock:
+            loops, self._loops = list(self._loops.values()), {}
+        for loop in loops:
+            loop.close()
 
     def caption_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
                       progress: ProgressCallback | None = None) -> list[CaptionCard]:
@@ -81,19 +83,96 @@ class ModelPool:
             if progress:
                 state = "" if self.is_loaded(label) else " (loading the model on first use)"
                 progress(index / max(1, len(labels)), f"Captioning with {label}{state}…")
-            cards.append(self._card(label, image, prompt))
+            cards.append(self._final_card(label, image, prompt))
         return cards
 
-    def _card(self, label: str, image: Image.Image, prompt: str | None) -> CaptionCard:
+    def stream_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
+                     stop: threading.Event | None = None, every: float = 0.05
+                     ) -> Iterator[list[CaptionCard]]:
+        """Every requested model's card, again each time one gains words (at most every
+        `every` seconds, and always when a caption is done).
+
+        Models run one after another (two models side by side would only share this machine's
+        cores). Setting `stop` ends the running caption where it is and skips the models not yet
+        started; leaving the iterator early cancels the running caption too.
+        """
+        cards = [self._waiting_card(label) for label in labels]
+        yield list(cards)
+        for index, label in enumerate(labels):
+            if stop is not None and stop.is_set():
+                cards[index] = CaptionCard(model=label, status="Stopped before it started.")
+                continue
+            if label in self.problems or label not in self._specs:
+                cards[index] = self._problem_card(label)
+                yield list(cards)
+                continue
+            cards[index] = CaptionCard(model=label, status=self._starting_status(label))
+            yield list(cards)
+            shown = time.monotonic()
+            for update in self._updates(label, image, prompt, stop):
+                cards[index] = _card_from_update(self._specs[label], update)
+                if update.done or time.monotonic() - shown >= every:
+                    shown = time.monotonic()
+                    yield list(cards)
+        yield list(cards)
+
+    def _updates(self, label: str, image: Image.Image, prompt: str | None,
+                 stop: threading.Event | None) -> Iterator[CaptionUpdate]:
+        try:
+            request = self.loop(label).submit(image, self._own_prompt(label, prompt), stop)
+        except LoopBusy as exc:
+            from medcap.models.streaming import CaptionUpdate
+
+            yield CaptionUpdate(0, "", done=True, error=str(exc))
+            return
+        try:
+            yield from request
+        finally:
+            if not request.done:  # the caller left early (page closed): free the model
+                request.cancel()
+
+    def _final_card(self, label: str, image: Image.Image, prompt: str | None) -> CaptionCard:
+        if label in self.problems or label not in self._specs:
+            return self._problem_card(label)
+        final = None
+        for final in self._updates(label, image, prompt, None):
+            pass
+        return _card_from_update(self._specs[label], final)
+
+    def _own_prompt(self, label: str, prompt: str | None) -> str | None:
+        """The user's prompt goes to instruction models only; the others keep their own."""
+        return prompt if takes_prompt(self._specs[label]) else None
+
+    def _problem_card(self, label: str) -> CaptionCard:
         if label in self.problems:
             problem = explain_entry(label, self.problems[label])
             return CaptionCard(model=label, error=problem.text, detail=problem.detail)
-        try:
-            caption = self.caption_one(label, [image], prompt)[0]
-        except ModelLoadError as exc:
-            problem = explain(self._specs.get(label), str(exc))
+        return CaptionCard(model=label,
+                           error=f"Unknown model '{label}'. Available: {', '.join(self._specs)}.")
+
+    def _waiting_card(self, label: str) -> CaptionCard:
+        if label in self.problems or label not in self._specs:
+            return self._problem_card(label)
+        return CaptionCard(model=label, status="Waiting…")
+
+    def _starting_status(self, label: str) -> str:
+        if self.is_loaded(label):
+            return "Generating…"
+        return "Loading the model (first use), then generating…"
+
+
+def _card_from_update(spec: ModelSpec, update: CaptionUpdate) -> CaptionCard:
+    label = spec.label
+    if update.error:
+        if update.error.startswith(LOAD_FAILED):  # a ModelLoadError: plain words, text folded
+            problem = explain(spec, update.error[len(LOAD_FAILED):])
             return CaptionCard(model=label, error=problem.text, detail=problem.detail)
-        except Exception as exc:  # noqa: BLE001 - a failed generation is shown on its card
-            return CaptionCard(model=label, error=f"Captioning failed: {type(exc).__name__}: {exc}")
-        return CaptionCard(model=label, caption=caption.text, seconds=caption.seconds,
-                           tokens=tuple(caption.tokens))
+        return CaptionCard(model=label, error=update.error)
+    if not update.done:
+        return CaptionCard(model=label, caption=update.text, tokens=update.tokens,
+                           status="Generating…")
+    caption = update.caption
+    status = "Stopped." if update.stopped else ""
+    return CaptionCard(model=label, caption=caption.text, seconds=caption.seconds,
+                       tokens=tuple(caption.tokens), status=status)
+

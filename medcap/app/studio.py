@@ -12,13 +12,14 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.comparison import ComparisonSet, build_comparison_set
+from medcap.app.generation import StopSwitches
 from medcap.app.highlight import HighlightStyle
 from medcap.app.models import ModelPool
 from medcap.app.options import AppOptions
@@ -63,6 +64,8 @@ from medcap.review.analytics import store_stats
 from medcap.review.uploads import is_upload_id
 
 Progress = Callable[[float, str], None]
+MAX_PROMPT_CHARS = 2000
+"""A Qwen2-VL instruction is a sentence or two; a longer one is refused, not truncated."""
 
 
 class UploadError(ValueError):
@@ -158,6 +161,7 @@ class Studio:
         self._lock = threading.RLock()
         self.notice = ""  # HTML banner above the tabs (the demo workspace says so)
         self.backup = None  # the MEDCAP_REVIEWS_REPO copy of the reviews, when configured
+        self.stops = StopSwitches()  # per browser session, for the Caption tab's Stop button
 
     @classmethod
     def from_environment(cls) -> "Studio":
@@ -204,20 +208,43 @@ class Studio:
 
     def caption_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
                        progress: Progress | None = None) -> UploadResult:
+        labels, image, display, metadata, source_format = self._checked_upload(path, labels,
+                                                                              prompt)
+        cards = self.pool.caption_cards(labels, image, prompt, progress)
+        return UploadResult(display, metadata, cards, source_format,
+                            style=self.options.highlight_style)
+
+    def stream_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
+                      stop: threading.Event | None = None) -> Iterator[UploadResult]:
+        """`caption_upload`, yielded again each time a card gains words; the last result holds
+        the whole captions. A bad upload raises `UploadError` before anything is yielded."""
+        labels, image, display, metadata, source_format = self._checked_upload(path, labels,
+                                                                              prompt)
+        for cards in self.pool.stream_cards(labels, image, prompt, stop):
+            yield UploadResult(display, metadata, cards, source_format,
+                               style=self.options.highlight_style)
+
+    def _checked_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str | None
+                        ) -> tuple[list[str], Image.Image, Image.Image, dict[str, str], str]:
+        """The request's checks (bounded models and prompt), then the loaded upload."""
         if not path:
             raise UploadError("Upload a PNG, JPEG or DICOM file first.")
-        if not labels:
+        chosen = list(dict.fromkeys(str(label) for label in labels or []))
+        if not chosen:
             raise UploadError("Choose at least one model.")
+        known = len(set(self.pool.labels) | set(self.pool.problems))
+        if len(chosen) > known:
+            raise UploadError(f"Choose at most {known} models (got {len(chosen)}).")
+        if prompt and len(prompt) > MAX_PROMPT_CHARS:
+            raise UploadError(f"The prompt is {len(prompt):,} characters; keep it under "
+                              f"{MAX_PROMPT_CHARS:,}.")
         if was_discarded(path):
             raise UploadError("That upload was deleted from the server once it had been read, so "
                               "no patient data stays behind: upload the file again.")
         try:
-            image, display, metadata, source_format = _load_upload(path, self.upload_config)
+            return (chosen, *_load_upload(path, self.upload_config))
         finally:  # the upload (a DICOM's name and tags) must not outlive its decoding
             discard_upload(path, keep=self.options.examples)
-        cards = self.pool.caption_cards(list(labels), image, prompt, progress)
-        return UploadResult(display, metadata, cards, source_format,
-                            style=self.options.highlight_style)
 
     @property
     def upload_config(self) -> LoaderConfig:
