@@ -7,9 +7,12 @@ test-output/ (or $MEDCAP_TEST_OUTPUT).
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import re
+import time
 import urllib.request
 from pathlib import Path
 
@@ -68,11 +71,63 @@ def test_1_caption_tab_upload_and_caption(page, tmp_path) -> None:
     Image.new("RGB", (64, 48), (40, 90, 160)).save(image)
     page.locator("#upload input[type=file]").set_input_files(str(image))
     page.locator("#caption-button").click()
-    card = page.locator('#caption-cards [data-model="blip"] .mc-caption')
-    card.wait_for()
-    assert card.inner_text().strip()
-    assert "s" in page.locator('#caption-cards [data-model="blip"] .mc-meta').inner_text()
+    finished = page.locator('#caption-cards [data-model="blip"] .mc-meta').get_by_text(SECONDS)
+    finished.wait_for()
+    assert page.locator('#caption-cards [data-model="blip"] .mc-caption').inner_text().strip()
     page.screenshot(path=str(OUTPUT / "tab-1-caption.png"), full_page=True)
+
+
+SECONDS = re.compile(r"\d+\.\d\d s")  # a finished card's time
+
+
+@contextlib.contextmanager
+def slow_generation(studio, label: str, tokens: int, seconds_per_token: float):
+    """Make a tiny model as slow as a real one on a CPU, so a person (or this test) can see its
+    card grow: a fixed caption length and a pause after each token (cut short by Stop)."""
+    captioner = studio.pool.loop(label).captioner
+    original_rows, original_spec = captioner.generate_rows, captioner.spec
+    captioner.spec = original_spec.with_overrides(min_new_tokens=tokens, max_new_tokens=tokens)
+
+    def slow(images, prompts, on_token, stops):
+        def on_token_slowly(row, token):
+            on_token(row, token)
+            stops[row].wait(seconds_per_token)
+        return original_rows(images, prompts, on_token_slowly, stops)
+
+    captioner.generate_rows = slow
+    try:
+        yield
+    finally:
+        captioner.generate_rows, captioner.spec = original_rows, original_spec
+
+
+def test_1b_caption_card_grows_word_by_word_and_stop_ends_it(page, page_url) -> None:
+    _, studio, _ = page_url
+    card = page.locator('#caption-cards [data-model="blip"]')
+    with slow_generation(studio, "blip", tokens=12, seconds_per_token=0.25):
+        page.locator("#caption-button").click()
+        card.locator(".mc-meta").get_by_text("Generating").wait_for()  # the new run's card
+        seen: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            caption = card.locator(".mc-caption")
+            text = caption.inner_text().strip() if caption.count() else ""
+            if text and (not seen or seen[-1] != text):
+                seen.append(text)
+            if card.locator(".mc-meta").get_by_text(SECONDS).count():
+                break
+            page.wait_for_timeout(80)
+        final = card.locator(".mc-caption").inner_text().strip()
+    assert len(set(seen) - {final}) >= 2, seen  # several growing texts before the whole one
+    assert all(final.startswith(text) or text == final for text in seen)
+
+    with slow_generation(studio, "blip", tokens=60, seconds_per_token=0.5):
+        page.locator("#caption-button").click()
+        card.locator(".mc-meta").get_by_text("Generating").wait_for()
+        card.locator(".mc-caption").wait_for()
+        page.locator("#stop-button").click()
+        card.locator(".mc-meta").get_by_text("Stopped.").wait_for()
+    page.screenshot(path=str(OUTPUT / "tab-1-caption-stopped.png"), full_page=True)
 
 
 def test_2_compare_tab_review_is_saved_and_reappears(page, page_url) -> None:

@@ -1,9 +1,18 @@
 """Caption tab: upload an image or DICOM file and caption it with the chosen models; the
-captioned upload becomes an item of the "uploads" collection, reviewable in Compare."""
+captioned upload becomes an item of the "uploads" collection, reviewable in Compare.
+
+Cards fill word by word: the Caption event is a generator over `Studio.stream_upload`, and the
+Stop button sets this browser session's stop event, which ends the running caption where it is
+(the words so far stay on the card) and skips the models not yet started; a stopped upload is
+not filed as an item. Many users' requests run at once here; each model's `GenerationLoop`
+batches them, so the event's concurrency limit only bounds how many wait. The scripted
+`/caption` endpoint is the same event: a client gets the last output, the whole captions.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Iterator
 
 import gradio as gr
 
@@ -24,6 +33,7 @@ class CaptionTab:
     models: gr.CheckboxGroup
     prompt: gr.Textbox
     button: gr.Button
+    stop: gr.Button
     preview: gr.Image
     metadata: gr.HTML
     cards: gr.HTML
@@ -51,7 +61,9 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                 prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
                                     label="Prompt (Qwen2-VL)",
                                     visible=bool(studio.pool.prompted_labels()))
-                button = gr.Button("Caption", variant="primary", elem_id="caption-button")
+                with gr.Row():
+                    button = gr.Button("Caption", variant="primary", elem_id="caption-button")
+                    stop = gr.Button("Stop", variant="stop", elem_id="stop-button", scale=0)
                 examples = stage_examples(studio.options.examples)
                 if examples:
                     gr.Examples([[str(p)] for p in examples], [upload],
@@ -69,28 +81,50 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
         if studio.pool.problems:
             gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
                                   for name, why in studio.pool.problems.items()))
-    tab = CaptionTab(upload, chosen, prompt, button, preview, metadata, cards, captions_json,
-                     item)
+    tab = CaptionTab(upload, chosen, prompt, button, stop, preview, metadata, cards,
+                     captions_json, item)
     _wire_caption(studio, tab)
     _wire_upload_item(studio, tab)
     return tab
 
 
 def _wire_caption(studio: Studio, tab: CaptionTab) -> None:
-    def caption(path, labels, prompt_text, request: gr.Request, progress=gr.Progress()):
+    def caption(path, labels, prompt_text, request: gr.Request) -> Iterator[Any]:
+        session = _session(request)
+        stop = studio.stops.start(session)
         try:
-            result = studio.caption_upload(path, labels or [], prompt_text,
-                                           progress_callback(progress))
-            keep_upload(studio, result, request)
+            result = None
+            for index, result in enumerate(
+                    studio.stream_upload(path, labels or [], prompt_text, stop)):
+                values = upload_values(result)
+                if index == 0:  # preview and metadata once, then only the cards change
+                    yield *values, gr.skip()
+                else:
+                    yield gr.skip(), gr.skip(), values[2], gr.skip(), gr.skip()
+            if result is not None:  # the last output holds everything: what API clients get
+                item_id = "" if stop.is_set() else keep_upload(studio, result, request)
+                yield *upload_values(result), item_id
         except UploadError as exc:
             raise user_error(exc) from exc
-        return *upload_values(result), result.item_id
+        finally:
+            studio.stops.finish(session, stop)
 
+    def stop_captions(request: gr.Request) -> None:
+        studio.stops.stop(_session(request))
+
+    settings = studio.pool.loop_settings
     event = tab.button.click(caption, [tab.upload, tab.models, tab.prompt],
                              [tab.preview, tab.metadata, tab.cards, tab.captions_json,
-                              tab.item.item_state], api_name="caption")
+                              tab.item.item_state], api_name="caption", show_progress="minimal",
+                             concurrency_limit=max(4, 2 * settings.max_batch_size))
     event.then(tab.item.shown, tab.item.item_state, tab.item.outputs, api_visibility="private")
+    # Its own concurrency group without a limit: a Stop is never queued behind captions.
+    tab.stop.click(stop_captions, None, None, api_visibility="private",
+                   concurrency_id="caption-stop", concurrency_limit=None, show_progress="hidden")
 
+
+def _session(request: gr.Request | None) -> str:
+    return str(getattr(request, "session_hash", "") or id(request))
 
 # -- the upload as a reviewable item ------------------------------------------------------------
 
