@@ -116,3 +116,15 @@ def test_greedy_probabilities_equal_generate_scores(name, fixture, overrides, re
         cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
         kept = [p for t, p in zip(ids[:cut], reference[row].tolist()) if t not in special]
         assert [t.prob for t in caption.tokens] == pytest.approx(kept, rel=1e-5)
+
+
+def test_latency_benchmark_runs_on_tiny_models(tmp_path, capsys):
+    import bench_latency
+
+    argv = ["--size", "tiny", "--requests", "3", "--new-tokens", "4", "--repeat", "1",
+            "--cache-dir", str(tmp_path), "--image-sizes", "64x48"]
+    assert bench_latency.main(argv) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| BLIP")]
+    assert len(table) == 5  # detokenize, today / streamed latency, one by one / at once
+    assert "old (quadratic)" not in table[0] and table[0].rstrip(" |").endswith("x")
+    assert table[4].rstrip(" |").endswith("x") and "batched by the loop" in table[4]

@@ -20,6 +20,7 @@ from PIL import Image
 from medcap.app.cards import CaptionCard
 from medcap.app.generation import LOAD_FAILED, GenerationLoop, LoopBusy, LoopSettings
 from medcap.models import Captioner, ModelSpec, create_captioner
+from medcap.models.loading import fit_report
 from medcap.models.streaming import CaptionUpdate
 
 ProgressCallback = Callable[[float, str], None]
@@ -49,6 +50,18 @@ class ModelPool:
         for label in self.prompted_labels():
             return self._specs[label].prompt or DEFAULT_QWEN_PROMPT
         return DEFAULT_QWEN_PROMPT
+
+    def memory_notes(self) -> dict[str, str]:
+        """Why a model cannot load on this machine now, for the picker (before anyone clicks):
+        the memory it needs and the setting that would fit. Loaded models are left out."""
+        notes = {}
+        for label, spec in self._specs.items():
+            if self.is_loaded(label):
+                continue
+            report = fit_report(spec)
+            if report is not None and not report.fits:
+                notes[label] = report.message
+        return notes
 
     def is_loaded(self, label: str) -> bool:
         captioner = self._captioners.get(label)

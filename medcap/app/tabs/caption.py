@@ -11,6 +11,7 @@ batches them, so the event's concurrency limit only bounds how many wait. The sc
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -41,22 +42,38 @@ class CaptionTab:
     item: "UploadItemPanel"
 
 
-def model_choices(studio: Studio) -> list[str]:
-    """Available models first; unavailable ones stay pickable after them (their card says why)."""
+def model_choices(studio: Studio, notes: dict[str, str] | None = None
+                  ) -> list[tuple[str, str]]:
+    """(shown, value) pairs: available models first, a model too big for this machine marked
+    so; unavailable ones stay pickable after them (their card says why)."""
     pool = studio.pool
-    return [*pool.labels, *(p for p in pool.problems if p not in pool.labels)]
+    notes = pool.memory_notes() if notes is None else notes
+    shown = [(f"{label} (does not fit in memory here)" if label in notes else label, label)
+             for label in pool.labels]
+    return shown + [(p, p) for p in pool.problems if p not in pool.labels]
+
+
+def model_notes_html(problems: dict[str, str], notes: dict[str, str]) -> str:
+    """Why models cannot caption here, escaped (messages hold paths and "~" that Markdown
+    would turn into links or strike-through)."""
+    items = [f"<li><strong>{html.escape(name)}</strong> unavailable: {html.escape(why)}</li>"
+             for name, why in problems.items()]
+    items += [f"<li><strong>{html.escape(name)}</strong> {html.escape(why)}</li>"
+              for name, why in notes.items()]
+    return f"<ul>{''.join(items)}</ul>"
 
 
 def build_caption_tab(studio: Studio) -> CaptionTab:
     """The Caption tab and its `/caption` endpoint."""
-    models = model_choices(studio)
+    notes = studio.pool.memory_notes()
+    models = model_choices(studio, notes)
     with gr.Tab("Caption", id="caption"):
         with gr.Row():
             with gr.Column(scale=1):
                 upload = without_empty_temp_files(gr.File(
                     label=UPLOAD_LABEL, file_types=UPLOAD_FILE_TYPES, type="filepath",
                     elem_id="upload"))
-                chosen = gr.CheckboxGroup(models, value=models[:1], label="Models",
+                chosen = gr.CheckboxGroup(models, value=[v for _, v in models[:1]], label="Models",
                                           elem_id="caption-models")
                 prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
                                     label="Prompt (Qwen2-VL)",
@@ -78,9 +95,8 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                             "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
                 item = build_upload_item_panel()
-        if studio.pool.problems:
-            gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
-                                  for name, why in studio.pool.problems.items()))
+        if studio.pool.problems or notes:
+            gr.HTML(model_notes_html(studio.pool.problems, notes), elem_id="model-notes")
     tab = CaptionTab(upload, chosen, prompt, button, stop, preview, metadata, cards,
                      captions_json, item)
     _wire_caption(studio, tab)
