@@ -5,6 +5,8 @@
     captioner = create_captioner(resolve_spec("blip", "/path/to/saved/blip"))
     captions = captioner.caption([pil_image, ...])               # -> list[Caption]
     captions = captioner.generate(captioner.prepare(images))     # the same, in two stages
+    for update in captioner.stream(images, prompts, stop=event):  # words as they come, per image
+        ...                                                      # (CaptionUpdate; done=True last)
 
 Names are imported on first access (PEP 562): specs, the registry and the family traits need no
 torch, so the app can list its models and answer its first page before torch and transformers
@@ -23,6 +25,7 @@ _EXPORTS = {
     "medcap.models.registry": ("create_captioner", "discover_runs", "parse_model_arg",
                                "register_model", "registered_names", "resolve_spec"),
     "medcap.models.spec": ("DEFAULT_QWEN_PROMPT", "FAMILIES", "GenerationSettings", "ModelSpec"),
+    "medcap.models.streaming": ("CaptionUpdate",),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = list(_MODULE_OF)
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
         resolve_spec,
     )
     from medcap.models.spec import DEFAULT_QWEN_PROMPT, FAMILIES, GenerationSettings, ModelSpec
+    from medcap.models.streaming import CaptionUpdate
 
 
 def __getattr__(name: str) -> Any:

@@ -3,7 +3,8 @@
 A family adapter says how to load its model and processor and how to turn a batch of images into
 model inputs; this base class does the rest once: lazy loading with clear errors, LoRA adapters,
 batching (images grouped by size, original order restored), greedy/beam decoding under
-`torch.inference_mode`, and per-token probabilities for the app's uncertainty shading.
+`torch.inference_mode`, per-token probabilities for the app's uncertainty shading, and streaming:
+each image's words as they are generated, with a stop per image (`stream`, `generate_rows`).
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ from medcap.models import loading
 from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.spec import ModelSpec
-from medcap.models.streaming import CaptionUpdate, RowStops, RowStreamer, TokenCallback, stream_batch
+from medcap.models.streaming import (
+    CaptionUpdate,
+    RowStops,
+    RowStreamer,
+    TokenCallback,
+    stream_batch,
+)
 
 
 @dataclass
@@ -72,6 +79,7 @@ class Captioner(ABC):
         self.device: str = "cpu"
         self.dtype: torch.dtype = torch.float32
         self._lock = threading.Lock()
+        self._special_cache: tuple[Any, frozenset[int]] | None = None
 
     # ------------------------------------------------------------------ loading
     @property
@@ -392,7 +400,7 @@ class Captioner(ABC):
         return IncrementalDetokenizer(self.tokenizer, self._special_ids())
 
     def _special_ids(self) -> frozenset[int]:
-        cached = getattr(self, "_special_cache", None)
+        cached = self._special_cache
         if cached is None or cached[0] is not self.tokenizer:
             cached = (self.tokenizer, frozenset(self.tokenizer.all_special_ids))
             self._special_cache = cached
