@@ -101,11 +101,22 @@ def slow_generation(studio, label: str, tokens: int, seconds_per_token: float):
         captioner.generate_rows, captioner.spec = original_rows, original_spec
 
 
-def test_1b_caption_card_grows_word_by_word_and_stop_ends_it(page, page_url) -> None:
+def caption_fresh_upload(page, folder: Path) -> None:
+    """Upload again (the server deletes an upload once read), then press Caption."""
+    image = folder / "scan.png"
+    Image.new("RGB", (64, 48), (40, 90, 160)).save(image)
+    clear = page.locator("#upload").get_by_label("Clear")
+    if clear.count():
+        clear.first.click()
+    page.locator("#upload input[type=file]").set_input_files(str(image))
+    page.locator("#caption-button").click()
+
+
+def test_1b_caption_card_grows_word_by_word_and_stop_ends_it(page, page_url, tmp_path) -> None:
     _, studio, _ = page_url
     card = page.locator('#caption-cards [data-model="blip"]')
     with slow_generation(studio, "blip", tokens=12, seconds_per_token=0.25):
-        page.locator("#caption-button").click()
+        caption_fresh_upload(page, tmp_path)
         card.locator(".mc-meta").get_by_text("Generating").wait_for()  # the new run's card
         seen: list[str] = []
         deadline = time.monotonic() + 60
@@ -122,7 +133,7 @@ def test_1b_caption_card_grows_word_by_word_and_stop_ends_it(page, page_url) -> 
     assert all(final.startswith(text) or text == final for text in seen)
 
     with slow_generation(studio, "blip", tokens=60, seconds_per_token=0.5):
-        page.locator("#caption-button").click()
+        caption_fresh_upload(page, tmp_path)
         card.locator(".mc-meta").get_by_text("Generating").wait_for()
         card.locator(".mc-caption").wait_for()
         page.locator("#stop-button").click()
