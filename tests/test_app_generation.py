@@ -319,3 +319,19 @@ def test_float32_that_would_fit_in_bfloat16_says_so(monkeypatch, tiny_blip_dir):
                         lambda device: int(report.bytes_needed * 0.75))
     assert "MEDCAP_DTYPE=bfloat16" in loading.fit_report(spec).message
     assert loading.fit_report(spec.with_overrides(check_memory=False)) is None
+
+
+def test_a_caption_request_with_too_many_models_or_a_huge_prompt_is_refused(tmp_path):
+    from medcap.app.options import AppOptions
+    from medcap.app.studio import MAX_PROMPT_CHARS, Studio, UploadError
+    from medcap.config import Settings
+
+    studio = Studio(Settings(model_names=[], reviews_db=tmp_path / "r.sqlite", check_memory=False),
+                    AppOptions(examples=[]))
+    image = tmp_path / "scan.png"
+    Image.new("RGB", (40, 40)).save(image)
+    with pytest.raises(UploadError, match="at most 1 model "):
+        list(studio.stream_upload(image, ["blip", "qwen2-vl"]))
+    with pytest.raises(UploadError, match="keep it under"):
+        list(studio.stream_upload(image, ["blip"], "x" * (MAX_PROMPT_CHARS + 1)))
+    assert image.exists()  # a refused request reads nothing (and deletes nothing)

@@ -232,15 +232,16 @@ class Studio:
         chosen = list(dict.fromkeys(str(label) for label in labels or []))
         if not chosen:
             raise UploadError("Choose at least one model.")
-        known = len(set(self.pool.labels) | set(self.pool.problems))
-        if len(chosen) > known:
-            raise UploadError(f"Choose at most {known} models (got {len(chosen)}).")
-        if prompt and len(prompt) > MAX_PROMPT_CHARS:
-            raise UploadError(f"The prompt is {len(prompt):,} characters; keep it under "
-                              f"{MAX_PROMPT_CHARS:,}.")
         if was_discarded(path):
             raise UploadError("That upload was deleted from the server once it had been read, so "
                               "no patient data stays behind: upload the file again.")
+        known = max(1, len(set(self.pool.labels) | set(self.pool.problems)))
+        if len(chosen) > known:
+            raise UploadError(f"Choose at most {known} model{'s' if known > 1 else ''} "
+                              f"(got {len(chosen)}).")
+        if prompt and len(prompt) > MAX_PROMPT_CHARS:
+            raise UploadError(f"The prompt is {len(prompt):,} characters; keep it under "
+                              f"{MAX_PROMPT_CHARS:,}.")
         try:
             return (chosen, *_load_upload(path, self.upload_config))
         finally:  # the upload (a DICOM's name and tags) must not outlive its decoding
