@@ -51,7 +51,9 @@ def test_caption_path_runs_inside_spaces_gpu(tmp_path: Path, tiny_blip_dir: Path
                           env=env, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "caption: True error: none" in done.stdout
-    assert log.read_text().splitlines() == ["wrap run_captioner 120", "call run_captioner"]
+    # The app's captions go through each model's generation loop, which calls run_rows.
+    assert log.read_text().splitlines() == ["wrap run_captioner 120", "wrap run_rows 120",
+                                            "call run_rows"]
 
 
 def test_with_the_real_spaces_package_off_zerogpu_the_function_is_unchanged(tiny_blip_dir) -> None:

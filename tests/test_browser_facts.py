@@ -36,6 +36,13 @@ class WrongSidePool(ModelPool):
                   for piece in re.findall(r"\s*\S+", text)]
         return [Caption(text=text, seconds=0.1, tokens=tokens)]
 
+    def _updates(self, label, image, prompt, stop):
+        """What the model's generation loop would stream: here, only the whole caption."""
+        from medcap.models import CaptionUpdate
+
+        caption = self.caption_one(label, [image], prompt)[0]
+        yield CaptionUpdate(0, caption.text, tuple(caption.tokens), done=True, caption=caption)
+
 
 @pytest.fixture(scope="module")
 def page_url(tmp_path_factory):

@@ -19,13 +19,15 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 from PIL import Image
 
 from medcap.app.gpu import run_rows
-from medcap.models import Caption, Captioner
 from medcap.models.streaming import CaptionUpdate, RowText
+
+if TYPE_CHECKING:  # the captioners import torch: the app starts without it
+    from medcap.models import Caption, Captioner
 
 
 @dataclass(frozen=True)
@@ -111,6 +113,8 @@ class CaptionRequest:
     def _finish(self, caption: Caption | None = None, error: str = "") -> None:
         stopped = self.stop.is_set()
         if caption is None:
+            from medcap.models import Caption
+
             caption = Caption(text=self._text.text, seconds=0.0, tokens=list(self._text.tokens))
         self._updates.put(CaptionUpdate(0, caption.text, tuple(caption.tokens), done=True,
                                         stopped=stopped and not error, caption=caption,

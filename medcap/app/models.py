@@ -19,9 +19,14 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.generation import LOAD_FAILED, GenerationLoop, LoopBusy, LoopSettings
-from medcap.models import Captioner, ModelSpec, create_captioner
+from medcap.app.messages import explain, explain_entry
 from medcap.models.loading import fit_report
+from medcap.models.registry import create_captioner, takes_prompt
+from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
 from medcap.models.streaming import CaptionUpdate
+
+if TYPE_CHECKING:  # importing the captioners imports torch: only on the first caption
+    from medcap.models import Captioner
 
 ProgressCallback = Callable[[float, str], None]
 
@@ -134,8 +139,6 @@ class ModelPool:
         try:
             request = self.loop(label).submit(image, self._own_prompt(label, prompt), stop)
         except LoopBusy as exc:
-            from medcap.models.streaming import CaptionUpdate
-
             yield CaptionUpdate(0, "", done=True, error=str(exc))
             return
         try:

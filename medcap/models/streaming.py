@@ -15,11 +15,10 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
-import torch
-
 from medcap.models.detokenize import IncrementalDetokenizer
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch is imported by the calls that need it: the app starts without it
+    import torch
     from PIL import Image
 
     from medcap.models.base import Caption, Captioner, TokenScore
@@ -104,6 +103,8 @@ class RowStops:
         self._events = list(events)
 
     def __call__(self, input_ids: torch.Tensor, scores: Any, **kwargs: Any) -> torch.Tensor:
+        import torch
+
         flags = torch.tensor([bool(e is not None and e.is_set()) for e in self._events],
                              dtype=torch.bool)
         beams = max(1, input_ids.shape[0] // max(1, len(flags)))
