@@ -21,9 +21,9 @@ call at a new batch size took tens of seconds). Random weights
 mostly pick special tokens, which end a caption at its first token; the benchmark suppresses
 them for both paths so each caption really has N visible tokens, as a trained model's would.
 
-    python benchmarks/bench_latency.py                         # BLIP-base, CPU
-    python benchmarks/bench_latency.py --models blip,qwen2-vl  # + Qwen2-VL-2B (slow on a CPU)
-    python benchmarks/bench_latency.py --size tiny --requests 3 --new-tokens 4 --repeat 1
+    python -m benchmarks.bench_latency                         # BLIP-base, CPU
+    python -m benchmarks.bench_latency --models blip,qwen2-vl  # + Qwen2-VL-2B (slow on a CPU)
+    python -m benchmarks.bench_latency --size tiny --requests 3 --new-tokens 4 --repeat 1
 """
 
 from __future__ import annotations
@@ -32,7 +32,6 @@ import argparse
 import os
 import queue
 import statistics
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -43,9 +42,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402  (also puts the repository root on sys.path)
-import bench_caption  # noqa: E402  (model sizes, labels and builders)
+from benchmarks import _common, bench_caption  # noqa: E402  (model sizes, labels and builders)
 
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402

@@ -119,7 +119,7 @@ def test_greedy_probabilities_equal_generate_scores(name, fixture, overrides, re
 
 
 def test_latency_benchmark_runs_on_tiny_models(tmp_path, capsys):
-    import bench_latency
+    from benchmarks import bench_latency
 
     argv = ["--size", "tiny", "--requests", "3", "--new-tokens", "4", "--repeat", "1", "--rounds", "1",
             "--cache-dir", str(tmp_path), "--image-sizes", "64x48"]

@@ -63,10 +63,21 @@ def model_notes_html(problems: dict[str, str], notes: dict[str, str]) -> str:
     return f"<ul>{''.join(items)}</ul>"
 
 
-def build_caption_tab(studio: Studio) -> CaptionTab:
-    """The Caption tab and its `/caption` endpoint."""
+def _fit_updates(studio: Studio) -> tuple[Any, Any]:
+    """The picker and the notes once the page is open, with models too big for this machine
+    marked (before anyone clicks Caption)."""
     notes = studio.pool.memory_notes()
-    models = model_choices(studio, notes)
+    if not notes:
+        return gr.skip(), gr.skip()
+    return (gr.update(choices=model_choices(studio, notes)),
+            gr.update(value=model_notes_html(studio.pool.problems, notes), visible=True))
+
+
+def build_caption_tab(studio: Studio, demo: gr.Blocks) -> CaptionTab:
+    """The Caption tab and its `/caption` endpoint. Whether each model fits in memory is
+    judged when the page opens (`demo.load`), not while it is built: the check needs torch to
+    see the device, and importing it would double the app's start-up time."""
+    models = model_choices(studio, {})
     with gr.Tab("Caption", id="caption"):
         with gr.Row():
             with gr.Column(scale=1):
@@ -95,11 +106,12 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                             "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
                 item = build_upload_item_panel()
-        if studio.pool.problems or notes:
-            gr.HTML(model_notes_html(studio.pool.problems, notes), elem_id="model-notes")
+        model_notes = gr.HTML(model_notes_html(studio.pool.problems, {}), elem_id="model-notes",
+                              visible=bool(studio.pool.problems))
     tab = CaptionTab(upload, chosen, prompt, button, stop, preview, metadata, cards,
                      captions_json, item)
     _wire_caption(studio, tab)
+    demo.load(lambda: _fit_updates(studio), None, [chosen, model_notes], api_visibility="private")
     _wire_upload_item(studio, tab)
     return tab
 
