@@ -14,13 +14,19 @@ from medcap.models.families import Blip2Family
 class Blip2Captioner(Blip2Family, Captioner):
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
-        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+        from transformers import Blip2ForConditionalGeneration
 
-        processor = Blip2Processor.from_pretrained(str(weights_dir))
-        processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
+        processor = self._load_processor(weights_dir)
         model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir),
                                                               **self._from_pretrained_kwargs())
         return model, processor
+
+    def _load_processor(self, weights_dir: Path) -> Any:
+        from transformers import Blip2Processor
+
+        processor = Blip2Processor.from_pretrained(str(weights_dir))
+        processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
+        return processor
 
     def _prepare(self, processor: Any, images: list[Image.Image], prompt: str | None
                  ) -> dict[str, Any]:
