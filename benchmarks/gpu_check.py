@@ -219,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="comma list of families to check (default: all)")
     p.add_argument("--cache-dir", type=Path, default=_common.DEFAULT_CACHE)
+    p.add_argument("--build-only", action="store_true",
+                   help="build and cache the random-weight models, time nothing (gpu_check.sh "
+                        "does this first, outside the 8-minute budget)")
     a = p.parse_args(argv)
     config = bench_caption.BenchConfig(size=a.size, device=a.device, new_tokens=a.new_tokens,
                                        batch_size=a.batch_size, warmup=1, cache_dir=a.cache_dir)
@@ -227,6 +230,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         counts = {family: a.images for family in counts}
     only = {f.strip() for f in a.only.split(",") if f.strip()}
     checks = [c for c in CHECKS if not only or c.family in only]
+    if a.build_only:
+        for family in dict.fromkeys(c.family for c in checks):
+            print(f"{family}: {bench_caption.build_model(family, config)}", flush=True)
+        return 0
     print(bench_caption.describe_setup(replace(config, images=max(counts.values()))), flush=True)
     rows = check_all(config, counts, checks, log=lambda s: print(s, flush=True))
     print()
