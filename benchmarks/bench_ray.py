@@ -5,8 +5,8 @@ writing a results CSV; the script checks that both CSVs hold the same captions a
 images/s and the ratio. Ray is started before the timed run (its start-up, a few seconds, is
 printed separately), so the ratio is the steady one a long job sees.
 
-    python benchmarks/bench_ray.py                         # BLIP-base, 2 workers, 24 images
-    python benchmarks/bench_ray.py --size tiny --images 8  # smoke run
+    python -m benchmarks.bench_ray                         # BLIP-base, 2 workers, 24 images
+    python -m benchmarks.bench_ray --size tiny --images 8  # smoke run
 """
 
 from __future__ import annotations
@@ -24,13 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402  (also puts the repository root on sys.path)
-import bench_caption  # noqa: E402
+from benchmarks import _common, bench_caption  # noqa: E402
 
 import torch  # noqa: E402
 
 from medcap.cli import main as medcap  # noqa: E402
+
+REPO_ROOT = Path(__file__).resolve().parents[1]  # Ray's workers import medcap from here
 
 
 def _captions(path: Path) -> list[tuple[str, str]]:
@@ -73,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         local = _run(common + ["--out", str(local_csv)])
         started = time.perf_counter()
         ray.init(num_cpus=a.workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"PYTHONPATH": str(_common.REPO_ROOT),
+                 runtime_env={"env_vars": {"PYTHONPATH": str(REPO_ROOT),
                                            "OMP_NUM_THREADS": "1"}})
         startup = time.perf_counter() - started
         try:

@@ -8,7 +8,7 @@ run is a FAILED row with its reason and the exit status is 1 (never a skip); a p
 but misses its target makes the status 3. `benchmarks/gpu_check.sh` is the entry point.
 
     bash benchmarks/gpu_check.sh                       # on the GPU machine, < 8 minutes
-    python benchmarks/gpu_check.py --size tiny --device cpu --images 2   # the table logic, CPU
+    python -m benchmarks.gpu_check --size tiny --device cpu --images 2   # the table logic, CPU
 """
 
 from __future__ import annotations
@@ -21,9 +21,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_caption  # noqa: E402  (sets the offline env, puts the repo on sys.path)
-import _common  # noqa: E402
+from benchmarks import _common, bench_caption  # bench_caption sets the offline env
 
 GIB = 1024**3
 

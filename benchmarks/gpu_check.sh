@@ -17,6 +17,6 @@ if ! "$PYTHON" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() el
 fi
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 # Building the random-weight models (first run only, cached) is not part of the timed check.
-"$PYTHON" benchmarks/gpu_check.py --device cuda --size real --build-only "$@"
+"$PYTHON" -m benchmarks.gpu_check --device cuda --size real --build-only "$@"
 # The check itself: killed (non-zero exit) if it overruns the 8-minute budget.
-exec timeout --signal=INT 480 "$PYTHON" benchmarks/gpu_check.py --device cuda --size real "$@"
+exec timeout --signal=INT 480 "$PYTHON" -m benchmarks.gpu_check --device cuda --size real "$@"

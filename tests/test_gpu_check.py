@@ -8,11 +8,9 @@ from pathlib import Path
 
 import pytest
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
+from benchmarks import bench_caption, gpu_check
 
-import bench_caption  # noqa: E402
-import gpu_check  # noqa: E402
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
 def _result(rate: float, peak_gb: float = 1.0) -> bench_caption.PhaseResult:
