@@ -46,7 +46,8 @@ class Batch:
         return [image for _, image, error in self.items if error is None and image is not None]
 
 
-def _decode(record: _Loadable) -> Decoded:
+def decode(record: _Loadable) -> Decoded:
+    """(record, RGB image, None), or (record, None, reason) for an image that cannot be read."""
     from medcap.data import ImageLoadError
 
     try:
@@ -58,6 +59,23 @@ def _decode(record: _Loadable) -> Decoded:
 def _pixels(item: Decoded) -> int:
     image = item[1]
     return image.width * image.height if image is not None else 0
+
+
+def cut_window(window: list[tuple[int, Decoded]], batch_size: int, *, group: bool = True
+               ) -> list[Batch]:
+    """Cut decoded (position, item) pairs into batches, sorted by image size when `group`.
+
+    The last batch closes the window: a caller that collects results until then can put them
+    back in source order with `Batch.order` (the local engine's thread and Ray's CPU tasks).
+    """
+    if group:
+        window = sorted(window, key=lambda entry: _pixels(entry[1]))
+    batches = []
+    for start in range(0, len(window), batch_size):
+        part = window[start : start + batch_size]
+        batches.append(Batch(items=[item for _, item in part], order=[n for n, _ in part],
+                             closes_window=start + batch_size >= len(window)))
+    return batches
 
 
 def prefetch_batches(records: Iterable[_Loadable], batch_size: int, *, depth: int = 2,
@@ -77,14 +95,9 @@ def prefetch_batches(records: Iterable[_Loadable], batch_size: int, *, depth: in
     stop = threading.Event()
 
     def emit(window: list[tuple[int, Decoded]]) -> bool:
-        if group > 1:
-            window.sort(key=lambda entry: _pixels(entry[1]))
-        for start in range(0, len(window), batch_size):
+        for batch in cut_window(window, batch_size, group=group > 1):
             if stop.is_set():
                 return False
-            part = window[start : start + batch_size]
-            batch = Batch(items=[item for _, item in part], order=[n for n, _ in part],
-                          closes_window=start + batch_size >= len(window))
             if prepare is not None and batch.images:
                 batch.prepared = prepare(batch.images)
             ready.put(batch)
@@ -96,7 +109,7 @@ def prefetch_batches(records: Iterable[_Loadable], batch_size: int, *, depth: in
             for position, record in enumerate(records):
                 if stop.is_set():
                     return
-                window.append((position, _decode(record)))
+                window.append((position, decode(record)))
                 if len(window) == batch_size * group:
                     if not emit(window):
                         return

@@ -13,10 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from tqdm import tqdm
 
+from medcap.cli import caption_ray
 from medcap.models import (
     Caption, ModelLoadError, ModelSpec, create_captioner, parse_model_arg, resolve_spec,
 )
@@ -61,6 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                    help="vllm: serve Qwen2-VL models through a vLLM engine (CUDA + pip install "
                         "vllm; use a large --batch-size such as 256 so it can batch continuously)")
+    caption_ray.add_arguments(p)
     p.add_argument("--overwrite", action="store_true", help="start a fresh CSV instead of resuming")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(_run=run)
@@ -135,6 +137,8 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: Result
     precision the model really ran in (dtype "auto" depends on the machine). The model is
     unloaded afterwards, so the next one finds the (GPU) memory free.
     """
+    if getattr(args, "engine", "local") == "ray":
+        return caption_ray.caption_with_model(spec, args, writer)
     vllm = getattr(args, "backend", "transformers") == "vllm"
     if vllm:
         from medcap.models.vllm_backend import create_vllm_captioner
@@ -163,40 +167,59 @@ def _caption_all(captioner: Any, spec: ModelSpec, args: argparse.Namespace,
     feed = (prefetch_batches(records, spec.batch_size) if vllm else
             prefetch_batches(records, spec.batch_size, group=GROUP_BATCHES,
                              prepare=_or_none(captioner.background_preparer())))
-    window: list[tuple[int, ResultRow]] = []  # rows of a size-sorted window, written in order
-    written = failed = 0
+    results = ((batch, caption_rows(captioner, spec, batch)) for batch in feed)
     try:
-        for batch in feed:
-            rows: list[ResultRow] = []
-            for (rec, _, err), outcome in zip(batch.items, _caption_batch(captioner, batch)):
-                caption = outcome if isinstance(outcome, Caption) else None
-                rows.append(ResultRow(
-                    image_id=rec.image_id, original_caption=rec.caption or "",
-                    generated_caption=caption.text if caption else "",
-                    processing_time_sec=caption.seconds if caption else 0.0,
-                    model=spec.label, timestamp=ResultRow.now(), split=rec.split or "",
-                    modality=rec.modality or "", model_source=spec.describe(),
-                    error=err or (outcome if isinstance(outcome, str) else ""),
-                ))
-            failed += sum(1 for row in rows if row.error)
-            window += zip(batch.order, rows)
-            bar.update(len(rows))
-            if batch.closes_window:
-                writer.write([row for _, row in sorted(window, key=lambda entry: entry[0])])
-                written += len(window)
-                window = []
+        written, failed = write_windows(results, writer, bar)
     finally:
         feed.close()  # stops the worker thread at once, also when a write failed
         bar.close()
-    seconds = time.perf_counter() - started
+    where = ("vLLM engine" if vllm else
+             f"{str(captioner.dtype).removeprefix('torch.')} on {captioner.device}")
+    report(spec, args, written, failed, time.perf_counter() - started, where)
+    return written
+
+
+def caption_rows(captioner: Any, spec: ModelSpec, batch: Batch) -> list[ResultRow]:
+    """One result row per batch item, in the batch's order; every engine writes these."""
+    rows: list[ResultRow] = []
+    for (rec, _, err), outcome in zip(batch.items, _caption_batch(captioner, batch)):
+        caption = outcome if isinstance(outcome, Caption) else None
+        rows.append(ResultRow(
+            image_id=rec.image_id, original_caption=rec.caption or "",
+            generated_caption=caption.text if caption else "",
+            processing_time_sec=caption.seconds if caption else 0.0,
+            model=spec.label, timestamp=ResultRow.now(), split=rec.split or "",
+            modality=rec.modality or "", model_source=spec.describe(),
+            error=err or (outcome if isinstance(outcome, str) else ""),
+        ))
+    return rows
+
+
+def write_windows(results: Iterable[tuple[Batch, list[ResultRow]]], writer: ResultsWriter,
+                  bar: Any) -> tuple[int, int]:
+    """Write each size-sorted window's rows in source order once its last batch is in;
+    returns (rows written, rows with an error). The one place that orders the CSV's rows."""
+    window: list[tuple[int, ResultRow]] = []
+    written = failed = 0
+    for batch, rows in results:
+        failed += sum(1 for row in rows if row.error)
+        window += zip(batch.order, rows)
+        bar.update(len(rows))
+        if batch.closes_window:
+            writer.write([row for _, row in sorted(window, key=lambda entry: entry[0])])
+            written += len(window)
+            window = []
+    return written, failed
+
+
+def report(spec: ModelSpec, args: argparse.Namespace, written: int, failed: int,
+           seconds: float, where: str) -> None:
+    """The one summary line per model on stderr: count, wall time, images/s, where it ran."""
     good = written - failed  # the images/s is the model's: rows with an error do not count
     rate = f", {good / seconds:.2f} images/s" if good and seconds > 0 else ""
     errors = f"; {failed} of them with an error (see the error column)" if failed else ""
-    where = ("vLLM engine" if vllm else
-             f"{str(captioner.dtype).removeprefix('torch.')} on {captioner.device}")
     print(f"{spec.label}: captioned {written} new image(s) in {_duration(seconds)}{rate} "
           f"({where}) -> {args.out}{errors}", file=sys.stderr)
-    return written
 
 
 def _or_none(prepare: Callable[..., Any]) -> Callable[..., Any]:
@@ -266,6 +289,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {problem}", file=sys.stderr)
     if not specs:
         return 2
+    missing = caption_ray.missing_requirement(args)
+    if missing:
+        print(f"error: {missing}", file=sys.stderr)
+        return 2
     try:
         iter_records(args.images, split=args.split, limit=args.limit)  # checks the source now
         writer = ResultsWriter(args.out, overwrite=args.overwrite)
@@ -282,7 +309,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"resuming: {len(writer.done)} (image, model) results already in {args.out}",
               file=sys.stderr)
     try:
-        code = _caption_every_model(specs, args, writer, failed=bool(problems))
+        with caption_ray.session(args):  # starts or joins Ray for --engine ray; else nothing
+            code = _caption_every_model(specs, args, writer, failed=bool(problems))
     finally:
         writer.discard()  # an overwriting run that did not commit leaves the old CSV as it was
     return code

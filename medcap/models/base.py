@@ -146,6 +146,21 @@ class Captioner(ABC):
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
+    def load_processor(self) -> Any:
+        """The processor alone, without the weights: for CPU workers that prepare batches for a
+        model running in another process (the Ray engine), and for checking a model folder
+        before any worker starts. Raises `ModelLoadError` like `load`."""
+        weights_dir = loading.resolve_weights_dir(self.spec.source, what=f"{self.spec.name} model")
+        self._check_model_type(weights_dir)
+        try:
+            return self._load_processor(weights_dir)
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(f"Could not load the processor of '{self.spec.name}' from "
+                                 f"{self.spec.source}: {type(exc).__name__}: {first_line(exc)}"
+                                 ) from exc
+
     def _check_model_type(self, weights_dir: Path) -> None:
         config_file = weights_dir / "config.json"
         if not config_file.is_file():
@@ -228,9 +243,11 @@ class Captioner(ABC):
 
         `prompts` gives each image its own prompt (concurrent app requests in one batch);
         otherwise `prompt` applies to all. `processor` defaults to the captioner's own;
-        `background_preparer` passes a private copy.
+        `background_preparer` passes a private copy, and CPU workers feeding a model elsewhere
+        pass `load_processor()`'s (no weights loaded).
         """
-        self.load()
+        if processor is None:
+            self.load()
         started = time.perf_counter()
         rgb = [image if image.mode == "RGB" else image.convert("RGB") for image in images]
         chosen = [self.prompt_for(p) for p in (prompts if prompts is not None
@@ -414,6 +431,12 @@ class Captioner(ABC):
     @abstractmethod
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
         """Return (model, processor) loaded from a local directory with `from_pretrained`."""
+
+    def _load_processor(self, weights_dir: Path) -> Any:
+        """The family's processor from a local directory (also used by `_load_model`)."""
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(str(weights_dir))
 
     @abstractmethod
     def _prepare(self, processor: Any, images: list[Image.Image], prompts: list[str | None]

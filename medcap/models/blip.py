@@ -14,12 +14,17 @@ from medcap.models.families import BlipFamily
 class BlipCaptioner(BlipFamily, Captioner):
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
-        from transformers import BlipForConditionalGeneration, BlipProcessor
+        from transformers import BlipForConditionalGeneration
 
-        processor = BlipProcessor.from_pretrained(str(weights_dir))
+        processor = self._load_processor(weights_dir)
         model = BlipForConditionalGeneration.from_pretrained(str(weights_dir),
                                                              **self._from_pretrained_kwargs())
         return model, processor
+
+    def _load_processor(self, weights_dir: Path) -> Any:
+        from transformers import BlipProcessor
+
+        return BlipProcessor.from_pretrained(str(weights_dir))
 
     def _prepare(self, processor: Any, images: list[Image.Image],
                  prompts: list[str | None]) -> dict[str, Any]:

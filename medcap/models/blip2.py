@@ -15,13 +15,19 @@ class Blip2Captioner(Blip2Family, Captioner):
     mixed_prompts = True  # left padded: one batch may hold different prompts
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
-        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+        from transformers import Blip2ForConditionalGeneration
 
-        processor = Blip2Processor.from_pretrained(str(weights_dir))
-        processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
+        processor = self._load_processor(weights_dir)
         model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir),
                                                               **self._from_pretrained_kwargs())
         return model, processor
+
+    def _load_processor(self, weights_dir: Path) -> Any:
+        from transformers import Blip2Processor
+
+        processor = Blip2Processor.from_pretrained(str(weights_dir))
+        processor.tokenizer.padding_side = "left"  # decoder-only LM: pad on the left for batching
+        return processor
 
     def _prepare(self, processor: Any, images: list[Image.Image],
                  prompts: list[str | None]) -> dict[str, Any]:

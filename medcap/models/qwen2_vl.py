@@ -17,7 +17,15 @@ class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
     mixed_prompts = True  # left padded: one batch may hold different prompts
 
     def _load_model(self, weights_dir: Path) -> tuple[Any, Any]:
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
+
+        processor = self._load_processor(weights_dir)
+        model = AutoModelForImageTextToText.from_pretrained(str(weights_dir),
+                                                            **self._from_pretrained_kwargs())
+        return model, processor
+
+    def _load_processor(self, weights_dir: Path) -> Any:
+        from transformers import AutoProcessor
 
         processor = AutoProcessor.from_pretrained(str(weights_dir))
         if not hasattr(processor, "image_processor"):
@@ -29,9 +37,7 @@ class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
                 f"(pip install -r requirements.txt) and check preprocessor files are present."
             )
         processor.tokenizer.padding_side = "left"
-        model = AutoModelForImageTextToText.from_pretrained(str(weights_dir),
-                                                            **self._from_pretrained_kwargs())
-        return model, processor
+        return processor
 
     def chat_text(self, prompt: str | None = None, processor: Any = None) -> str:
         """The templated prompt for one image (the processor expands the image placeholder)."""
