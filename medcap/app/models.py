@@ -15,8 +15,9 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.gpu import run_captioner
-from medcap.app.messages import explain, explain_entry
+from medcap.app.messages import explain, explain_entry, memory_words
 from medcap.models.errors import ModelLoadError
+from medcap.models.fit import MemoryFit, memory_fit
 from medcap.models.registry import create_captioner, takes_prompt
 from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
 
@@ -35,6 +36,7 @@ class ModelPool:
         self._captioners: dict[str, Captioner] = {}
         self._locks = {label: threading.Lock() for label in self._specs}
         self._create_lock = threading.Lock()
+        self._start_fits: dict[str, MemoryFit | None] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -52,6 +54,25 @@ class ModelPool:
     def is_loaded(self, label: str) -> bool:
         captioner = self._captioners.get(label)
         return bool(captioner and captioner.loaded)
+
+    def too_big(self) -> dict[str, str]:
+        """Models that did not fit in memory when the page was built, with why and what would
+        fit (the picker marks them before anyone clicks)."""
+        if self._start_fits is None:
+            self._start_fits = {label: self._fit(label) for label in self._specs}
+        return {label: memory_words(self._specs[label], fit)
+                for label, fit in self._start_fits.items() if fit and not fit.fits}
+
+    def picker_choices(self) -> list[tuple[str, str]]:
+        """(shown, value) per model: a model that does not fit says what it needs."""
+        too_big = self.too_big()
+        fits = self._start_fits or {}
+        return [(f"{label} ({fits[label].summary()})" if label in too_big else label, label)
+                for label in self._specs]
+
+    def _fit(self, label: str) -> MemoryFit | None:
+        spec = self._specs[label]
+        return memory_fit(spec) if spec.check_memory else None
 
     def _captioner(self, label: str) -> Captioner:
         with self._create_lock:
@@ -88,6 +109,9 @@ class ModelPool:
         if label in self.problems:
             problem = explain_entry(label, self.problems[label])
             return CaptionCard(model=label, error=problem.text, detail=problem.detail)
+        fit = None if self.is_loaded(label) else self._fit(label)
+        if fit and not fit.fits:  # never start a load the machine would be killed for
+            return CaptionCard(model=label, error=memory_words(self._specs[label], fit))
         try:
             caption = self.caption_one(label, [image], prompt)[0]
         except ModelLoadError as exc:

@@ -122,13 +122,15 @@ def count_parameters(weights_dir: Path) -> int | None:
 
 
 def available_memory_bytes(device: str) -> int | None:
-    """Free memory where the weights will live: GPU memory for cuda, else MemAvailable."""
-    import torch
+    """Free memory where the weights will live: GPU memory for cuda, else MemAvailable (read
+    without importing torch, so the app can tell at start-up which models fit)."""
+    if device.startswith("cuda"):
+        import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        index = torch.device(device).index or 0
-        free, _ = torch.cuda.mem_get_info(index)
-        return int(free)
+        if torch.cuda.is_available():
+            index = torch.device(device).index or 0
+            free, _ = torch.cuda.mem_get_info(index)
+            return int(free)
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
@@ -173,8 +175,8 @@ def check_memory(name: str, source: str, weights_dir: Path | None, dtype: str,
         return
     gib = 1024**3
     advice = (
-        "Use a GPU with enough memory, 8-bit/4-bit quantization on a CUDA GPU "
-        "(quantization='8bit'), or a smaller model."
+        "Use int8 weights on a CPU (quantization='int8'), 8-bit/4-bit quantization on a CUDA GPU "
+        "(quantization='8bit'), a GPU with enough memory, or a smaller model."
     )
     raise ModelLoadError(
         f"Not enough memory to load '{name}' ({source}): about "

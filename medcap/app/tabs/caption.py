@@ -31,22 +31,26 @@ class CaptionTab:
     item: "UploadItemPanel"
 
 
-def model_choices(studio: Studio) -> list[str]:
-    """Available models first; unavailable ones stay pickable after them (their card says why)."""
+def model_choices(studio: Studio) -> list[tuple[str, str]]:
+    """(shown, value) per model. Available models first; unavailable ones stay pickable after
+    them (their card says why); one too big for this machine's memory says what it needs."""
     pool = studio.pool
-    return [*pool.labels, *(p for p in pool.problems if p not in pool.labels)]
+    return [*pool.picker_choices(),
+            *((p, p) for p in pool.problems if p not in pool.labels)]
 
 
 def build_caption_tab(studio: Studio) -> CaptionTab:
     """The Caption tab and its `/caption` endpoint."""
     models = model_choices(studio)
+    too_big = studio.pool.too_big()
+    first = [value for _, value in models if value not in too_big][:1]
     with gr.Tab("Caption", id="caption"):
         with gr.Row():
             with gr.Column(scale=1):
                 upload = without_empty_temp_files(gr.File(
                     label=UPLOAD_LABEL, file_types=UPLOAD_FILE_TYPES, type="filepath",
                     elem_id="upload"))
-                chosen = gr.CheckboxGroup(models, value=models[:1], label="Models",
+                chosen = gr.CheckboxGroup(models, value=first, label="Models",
                                           elem_id="caption-models")
                 prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
                                     label="Prompt (Qwen2-VL)",
@@ -66,9 +70,10 @@ def build_caption_tab(studio: Studio) -> CaptionTab:
                             "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
                 item = build_upload_item_panel()
-        if studio.pool.problems:
+        notes = {**studio.pool.problems, **too_big}
+        if notes:
             gr.Markdown("\n".join(f"- **{name}** unavailable: {why}"
-                                  for name, why in studio.pool.problems.items()))
+                                  for name, why in notes.items()))
     tab = CaptionTab(upload, chosen, prompt, button, preview, metadata, cards, captions_json,
                      item)
     _wire_caption(studio, tab)
