@@ -2,7 +2,8 @@
 
 For each model, each precision runs in its own process (so peak RSS is that precision's alone,
 loading included) and captions the same images one at a time, greedy. Printed per precision:
-load time, median seconds per caption, peak RSS, and token agreement with the bf16 and fp32
+load time, median seconds per caption, peak RSS (loading included: an fp32 checkpoint's mapped
+file pages count too), RSS after the captions, and token agreement with the bf16 and fp32
 captions (share of positions with the same token; identical captions give 1.0).
 
 Random weights (`--size real`, the default here) make per-caption time and memory real, but
@@ -36,8 +37,9 @@ PRECISIONS = {"fp32": ("float32", None), "bf16": ("bfloat16", None), "int8": ("a
 
 
 def worker(family: str, folder: str, precision: str, images: list[str], new_tokens: int,
-           warmup: int) -> dict:
+           warmup: int, threads: int = 0) -> dict:
     """Load one model in one precision and caption `images` one at a time (runs in a child)."""
+    import torch
     from PIL import Image
 
     from medcap.models import create_captioner, resolve_spec
@@ -48,6 +50,8 @@ def worker(family: str, folder: str, precision: str, images: list[str], new_toke
     spec = resolve_spec(family, folder, device="cpu", dtype=dtype, quantization=quantization,
                         check_memory=False, **generation)
     captioner = create_captioner(spec)
+    if threads:
+        torch.set_num_threads(threads)
     started = time.perf_counter()
     captioner.load()
     load_seconds = time.perf_counter() - started
@@ -73,9 +77,13 @@ def _status_bytes(field: str) -> int:
 
 def run_precision(family: str, folder: Path, precision: str, images: Sequence[Path],
                   args: argparse.Namespace) -> dict:
+    if args.in_process:  # the smoke test: no child process, so peak RSS is the process's
+        return worker(family, str(folder), precision, list(map(str, images)), args.new_tokens,
+                      args.warmup, args.threads)
     command = [sys.executable, "-m", "benchmarks.bench_quantization", "--worker", family,
                str(folder), precision, "--new-tokens", str(args.new_tokens),
-               "--warmup", str(args.warmup), "--", *map(str, images)]
+               "--warmup", str(args.warmup), "--threads", str(args.threads), "--",
+               *map(str, images)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode:
         raise RuntimeError(f"{family} {precision} failed:\n{done.stderr[-3000:]}")
@@ -102,7 +110,8 @@ def bench(label: str, family: str, folder: Path, images: Sequence[Path],
         rows.append(
             f"| {label} | {precision} | {result['load_s']:.1f} s | {per_caption:.2f} s "
             f"({results['fp32']['seconds'] and statistics.median(results['fp32']['seconds']) / per_caption:.2f}x fp32) | "
-            f"{result['peak_rss'] / 2**30:.2f} GiB | {vs_fp32[0]:.2f} ({vs_fp32[1]:.0%}) | "
+            f"{result['peak_rss'] / 2**30:.2f} GiB | {result['rss'] / 2**30:.2f} GiB | "
+            f"{vs_fp32[0]:.2f} ({vs_fp32[1]:.0%}) | "
             f"{vs_bf16[0]:.2f} ({vs_bf16[1]:.0%}) |")
         print(rows[-1], flush=True)
     return rows
@@ -156,7 +165,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--new-tokens", type=int, default=48,
                    help="tokens per caption, forced (0: the model's own length)")
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (0: torch's default; 1 is steadier on a busy machine)")
     p.add_argument("--cache-dir", type=Path, default=_common.DEFAULT_CACHE)
+    p.add_argument("--in-process", action="store_true",
+                   help="run every precision in this process (smoke test; peak RSS is shared)")
     p.add_argument("--worker", nargs=3, metavar=("FAMILY", "FOLDER", "PRECISION"),
                    help=argparse.SUPPRESS)
     p.add_argument("paths", nargs="*", help=argparse.SUPPRESS)
@@ -168,18 +181,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.worker:
         family, folder, precision = args.worker
         print(json.dumps(worker(family, folder, precision, args.paths, args.new_tokens,
-                                args.warmup)))
+                                args.warmup, args.threads)))
         return 0
     import tempfile
 
-    print(f"| model | precision | load | per caption | peak RSS | agreement with fp32 "
-          f"(identical) | with bf16 (identical) |\n|---|---|---|---|---|---|---|", flush=True)
+    print(f"| model | precision | load | per caption | peak RSS | RSS after | agreement with "
+          f"fp32 (identical) | with bf16 (identical) |\n|---|---|---|---|---|---|---|---|",
+          flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         images = model_images(args, Path(workdir))
         for label, family, folder in targets(args):
             bench(label, family, folder, images, args)
     print(f"{len(images)} images, {args.new_tokens or 'own-length'} tokens each, "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
+          f"{args.threads or 'default'} torch threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f}")
     return 0
 
 

@@ -85,3 +85,14 @@ def test_token_agreement_counts_positions_over_the_longer_caption():
     assert token_agreement(["a", "b", "c"], ["a", "b", "c"]) == 1.0
     assert token_agreement(["a", "b", "c", "d"], ["a", "x"]) == 0.25
     assert token_agreement([], []) == 1.0
+
+
+def test_quantization_benchmark_runs_on_tiny_models(tmp_path, capsys):
+    """Keeps benchmarks/bench_quantization.py from rotting (numbers are printed, not checked)."""
+    from benchmarks import bench_quantization
+
+    argv = ["--size", "tiny", "--families", "blip", "--images", "1", "--new-tokens", "3",
+            "--warmup", "0", "--cache-dir", str(tmp_path), "--in-process"]
+    assert bench_quantization.main(argv) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| BLIP")]
+    assert [row.split("|")[2].strip() for row in rows] == ["fp32", "bf16", "int8"]
