@@ -90,7 +90,23 @@ def finish(model: Any, spec: ModelSpec, keep: Sequence[str]) -> Any:
     adapter was merged first)."""
     if spec.quantization in CPU_QUANTIZATIONS:
         quantize_language_model(model, keep)
+        release_freed_memory()
     return model
+
+
+def release_freed_memory() -> None:
+    """Hand the heap that loading freed (fp32 -> bf16 -> int8 copies) back to the system: without
+    it glibc keeps it: BLIP-base in int8 held 1.6 GiB RSS after loading (bf16: 1.2), 1.1 after."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        pass
 
 
 def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
