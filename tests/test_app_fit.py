@@ -1,7 +1,8 @@
 """A model too big for this machine's memory is marked in the Caption tab's picker before anyone
 clicks (with the memory it needs and the option that would fit), and captioning with it is
-refused without loading. The free memory is faked; BLIP-2 OPT-6.7B's size is known without
-downloading it (7.75B parameters: ~18 GiB in bf16, ~11.7 GiB with int8 weights)."""
+refused without loading. The free memory is faked; the hub models' sizes are known without
+downloading them (BLIP-2 OPT-6.7B 7.75B parameters: ~18 GiB in bf16; Qwen2-VL-2B 2.21B: ~10.3 GiB
+in fp32, ~5.1 GiB to load in int8, which loads in bf16 and quantizes after)."""
 
 from __future__ import annotations
 
@@ -27,28 +28,39 @@ def free_memory(monkeypatch):
     return set_free
 
 
-def _pool(tiny_blip_dir, **blip2) -> ModelPool:
-    return ModelPool([resolve_spec("blip", str(tiny_blip_dir), device="cpu"),
-                      resolve_spec("blip2", device="cpu", dtype="bfloat16", **blip2)])
+def _pool(tiny_blip_dir, *specs) -> ModelPool:
+    return ModelPool([resolve_spec("blip", str(tiny_blip_dir), device="cpu"), *specs])
+
+
+def _blip2(**overrides):
+    return resolve_spec("blip2", device="cpu", dtype="bfloat16", **overrides)
+
+
+def _qwen(**overrides):
+    return resolve_spec("qwen2-vl", device="cpu", **overrides)
 
 
 def test_picker_marks_a_model_that_does_not_fit_with_need_and_option(tiny_blip_dir, free_memory):
-    free_memory(16)
-    pool = _pool(tiny_blip_dir)
+    free_memory(8)
+    pool = _pool(tiny_blip_dir, _qwen(dtype="float32"), _blip2())
     choices = model_choices(SimpleNamespace(pool=pool))
     assert choices[0] == ("blip", "blip")  # a tiny model fits and is shown as it is
-    shown, value = choices[1]
-    assert value == "blip2" and shown == "blip2 (needs ~18 GiB, 16 GiB free)"
-    why = pool.too_big()["blip2"]
-    assert "needs about 18.0 GiB of memory in bfloat16 and this machine has 16.0 GiB free" in why
-    assert "With int8 weights it needs about 11.7 GiB and fits: set MEDCAP_QUANTIZATION=int8" in why
-    assert set(pool.too_big()) == {"blip2"}
+    assert choices[1] == ("qwen2-vl (needs ~10 GiB, 8 GiB free)", "qwen2-vl")
+    assert choices[2] == ("blip2 (needs ~18 GiB, 8 GiB free)", "blip2")
+    why = pool.too_big()
+    assert set(why) == {"qwen2-vl", "blip2"}
+    assert ("Qwen2-VL is not loaded: it needs about 10.3 GiB of memory in float32 "
+            "and this machine has 8.0 GiB free.") in why["qwen2-vl"]
+    assert ("With int8 weights it needs about 5.1 GiB and fits: set MEDCAP_QUANTIZATION=int8"
+            in why["qwen2-vl"])
+    assert "needs about 18.0 GiB of memory in bfloat16" in why["blip2"]
+    assert "Run it on a GPU with at least 4.5 GiB free and 4-bit weights" in why["blip2"]
 
 
 def test_captioning_a_model_that_does_not_fit_is_refused_without_loading(
         tiny_blip_dir, free_memory, monkeypatch):
     free_memory(16)
-    pool = _pool(tiny_blip_dir)
+    pool = _pool(tiny_blip_dir, _blip2())
     monkeypatch.setattr(app_models, "create_captioner",
                         lambda spec: pytest.fail(f"{spec.name} was created, to be loaded"))
     card = pool.caption_cards(["blip2"], Image.new("RGB", (32, 32)))[0]
@@ -56,17 +68,14 @@ def test_captioning_a_model_that_does_not_fit_is_refused_without_loading(
     assert not pool.is_loaded("blip2")
 
 
-def test_the_suggested_option_is_the_one_that_fits(tiny_blip_dir, free_memory):
-    free_memory(13)  # int8 (11.7 GiB) fits: the configured int8 model is not marked
-    assert _pool(tiny_blip_dir, quantization="int8").too_big() == {}
-    free_memory(8)  # nothing fits on this CPU: a GPU with 4-bit weights is the way
-    why = _pool(tiny_blip_dir).too_big()["blip2"]
-    assert "Run it on a GPU with at least 4.5 GiB free and 4-bit weights" in why
+def test_a_model_configured_in_the_option_that_fits_is_not_marked(tiny_blip_dir, free_memory):
+    free_memory(8)
+    assert _pool(tiny_blip_dir, _qwen(quantization="int8")).too_big() == {}
     fit = memory_fit(resolve_spec("blip2", device="cuda", quantization="8bit"))
     assert fit.device == "cuda" and fit.smaller == ("4bit", fit.needed // 2)
 
 
-def test_skipping_the_memory_check_skips_the_mark(tiny_blip_dir, free_memory):
+def test_skipping_the_memory_check_skips_the_mark(free_memory):
     free_memory(1)
     pool = ModelPool([resolve_spec("blip2", device="cpu", check_memory=False)])
     assert pool.too_big() == {} and pool.picker_choices() == [("blip2", "blip2")]

@@ -267,11 +267,12 @@ class Captioner(ABC):
 
     def _from_pretrained_kwargs(self) -> dict[str, Any]:
         """dtype, the attention implementation when the spec names one, and for a quantized
-        spec the config that quantizes while loading (`medcap.models.quantize`, every family)."""
+        spec the bitsandbytes config that quantizes while loading (every family; int8 is
+        quantized after loading, `medcap.models.quantize.finish`)."""
         kwargs: dict[str, Any] = {"dtype": self.dtype}
         if self.spec.attn_implementation:
             kwargs["attn_implementation"] = self.spec.attn_implementation
-        kwargs.update(quantize.from_pretrained_kwargs(self.spec, self.device, self.vision_modules))
+        kwargs.update(quantize.from_pretrained_kwargs(self.spec, self.device))
         return kwargs
 
     def _extra_generate_kwargs(self) -> dict[str, Any]:

@@ -27,9 +27,9 @@ KNOWN_PARAMETER_COUNTS = {
     "Qwen/Qwen2-VL-2B-Instruct": 2_210_000_000,
     "Qwen/Qwen2-VL-7B-Instruct": 8_290_000_000,
 }
-# int8 (CPU): the language model's Linear weights in int8, the vision side and the embeddings in
-# bf16; about 1.15 bytes a parameter for BLIP-2 OPT-6.7B, 1.5 for Qwen2-VL-2B and BLIP-base.
-BYTES_PER_DTYPE = {"float32": 4, "float16": 2, "bfloat16": 2, "8bit": 1, "4bit": 0.5, "int8": 1.3}
+# int8 (CPU) loads in bf16 and quantizes after (medcap.models.quantize): loading peaks at the bf16
+# size, so that is what must fit; the loaded model then holds ~1.2-1.5 bytes a parameter.
+BYTES_PER_DTYPE = {"float32": 4, "float16": 2, "bfloat16": 2, "8bit": 1, "4bit": 0.5, "int8": 2}
 SAFETENSORS_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4,
                            "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 MEMORY_HEADROOM = 1.25  # activations, processor buffers and the Python process itself

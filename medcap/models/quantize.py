@@ -5,14 +5,17 @@ weight of the language model, its output head included, as int8 with one scale p
 (optimum-quanto's `qint8`). Activations stay bfloat16, so each decoder matmul runs torch's
 `_weight_int8pack_mm` CPU kernel: it reads a quarter of the fp32 bytes per generated token,
 which is what decoding on a CPU waits for. With fp32 activations the same kernel is slower than
-plain fp32, so `int8` always computes in bfloat16. optimum-quanto was chosen over torchao because
+plain fp32, so `int8` always computes in bfloat16. The kernel is made for few rows: on a
+prefill of hundreds of tokens it is slower than bf16 (577 rows of 768: 9 ms against 5 ms), so
+the gain is in the generated tokens, not in a long prompt. optimum-quanto was chosen over torchao because
 torchao's int8 weight-only linear dequantizes the whole weight at every call outside
 `torch.compile` (5x slower than bf16 here).
 
-Weights are quantized while they load (transformers' `QuantoConfig`), so the full-precision
-language model is never in memory at once; a tied output head (Qwen2-VL-2B, OPT) is not loaded
-as its own weight and is quantized right after. A LoRA adapter is merged in bfloat16 first and
-the merged model quantized after loading (its peak memory is then the bf16 model's).
+The model loads in bfloat16 as usual (a LoRA adapter is merged then) and its language model is
+quantized layer by layer right after, so loading peaks at the bf16 size and the int8 model then
+holds less. Quantizing while loading (transformers' `QuantoConfig`) peaked higher here
+(Qwen2-VL-2B from an fp32 checkpoint: 16.2 GiB peak RSS against 13.2 GiB in bf16) and left tied
+output heads half-made, so it is not used.
 """
 
 from __future__ import annotations
@@ -28,10 +31,6 @@ if TYPE_CHECKING:
 
 GPU_QUANTIZATIONS = ("8bit", "4bit")  # bitsandbytes, CUDA only
 CPU_QUANTIZATIONS = ("int8",)  # optimum-quanto weight-only int8 of the language model
-# Output heads tied to the input embeddings are never loaded as their own weight, so quantizing
-# them while loading leaves them half-made (and transformers reports their scales "MISSING");
-# they are quantized right after loading instead (`finish`). Matched as name suffixes.
-TIED_HEADS = ("lm_head", "predictions.decoder")
 
 
 def check_device(spec: ModelSpec, device: str) -> None:
@@ -59,24 +58,17 @@ def compute_dtype(spec: ModelSpec) -> torch.dtype | None:
     return torch.bfloat16 if spec.quantization in CPU_QUANTIZATIONS else None
 
 
-def from_pretrained_kwargs(spec: ModelSpec, device: str, keep: Sequence[str]) -> dict[str, Any]:
-    """`from_pretrained` arguments that quantize while loading; `keep` names the modules that
-    stay in full precision (the family's vision side)."""
+def from_pretrained_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
+    """`from_pretrained` arguments for bitsandbytes, which quantizes while loading onto the GPU
+    (int8 quantizes after loading: `finish`)."""
+    if spec.quantization not in GPU_QUANTIZATIONS:
+        return {}
     import torch
+    from transformers import BitsAndBytesConfig
 
-    if spec.quantization in GPU_QUANTIZATIONS:
-        from transformers import BitsAndBytesConfig
-
-        config = BitsAndBytesConfig(load_in_8bit=spec.quantization == "8bit",
-                                    load_in_4bit=spec.quantization == "4bit")
-        return {"quantization_config": config,
-                "device_map": {"": torch.device(device).index or 0}}
-    if spec.quantization in CPU_QUANTIZATIONS and not spec.adapter:
-        from transformers import QuantoConfig
-
-        skip = [*keep, *TIED_HEADS]
-        return {"quantization_config": QuantoConfig(weights="int8", modules_to_not_convert=skip)}
-    return {}
+    config = BitsAndBytesConfig(load_in_8bit=spec.quantization == "8bit",
+                                load_in_4bit=spec.quantization == "4bit")
+    return {"quantization_config": config, "device_map": {"": torch.device(device).index or 0}}
 
 
 def merges_adapter(spec: ModelSpec) -> bool:
@@ -86,8 +78,7 @@ def merges_adapter(spec: ModelSpec) -> bool:
 
 
 def finish(model: Any, spec: ModelSpec, keep: Sequence[str]) -> Any:
-    """After loading: quantize what loading did not (a tied output head; everything when an
-    adapter was merged first)."""
+    """After loading (and merging an adapter): the int8 language model."""
     if spec.quantization in CPU_QUANTIZATIONS:
         quantize_language_model(model, keep)
         release_freed_memory()
@@ -111,9 +102,7 @@ def release_freed_memory() -> None:
 
 def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
     """Store every Linear weight outside `keep` as int8 (in place); returns how many changed.
-
-    Also used on a model built in memory (benchmarks), where nothing was quantized at load.
-    """
+    Each bf16 weight is dropped as soon as its int8 copy exists."""
     import torch
     from optimum.quanto import QLinear, QModuleMixin, qint8
 
