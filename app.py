@@ -33,7 +33,7 @@ def build_demo(studio: Studio) -> gr.Blocks:
         gr.HTML(disclaimer_html())
         gr.HTML(studio.notice, visible=bool(studio.notice), elem_id="notice")
         with gr.Tabs() as tabs:
-            caption = build_caption_tab(studio, demo)
+            caption = build_caption_tab(studio)
             compare = build_compare_tab(studio, demo)
             build_evaluation_tab(studio, compare, tabs)
             build_agreement_tab(studio)

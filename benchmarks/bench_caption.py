@@ -65,6 +65,7 @@ class BenchConfig:
     max_pixels: int | None = None  # Qwen2-VL; None: the size's own (224*224 full, 448*448 real)
     device: str = "cpu"
     dtype: str = "auto"  # medcap's path; the seed loop is always fp32
+    quantization: str | None = None  # medcap's path: int8 on a CPU (bench_quantization compares)
     threads: int | None = None
     warmup: int = 1
     cache_dir: Path = _common.DEFAULT_CACHE
@@ -169,6 +170,7 @@ def seed_loop(family: str, model_dir: Path, images: Sequence[Image.Image],
 
 def _medcap_captioner(family: str, model_dir: Path, config: BenchConfig) -> Any:
     spec = resolve_spec(family, str(model_dir), device=config.device, dtype=config.dtype,
+                        quantization=config.quantization,
                         batch_size=config.batch_size, max_new_tokens=config.new_tokens,
                         min_new_tokens=config.new_tokens, num_beams=1,
                         max_pixels=qwen_max_pixels(config) if family == "qwen2-vl" else None)
@@ -184,6 +186,8 @@ def _medcap_phase(family: str, model_dir: Path, images: Sequence[Image.Image],
     """Load medcap's captioner, time `make_run(captioner)` on the images, unload."""
     captioner = _medcap_captioner(family, model_dir, config)
     dtype = str(captioner.dtype).removeprefix("torch.")
+    if config.quantization:
+        dtype = f"{config.quantization} weights, {dtype}"
     try:
         return _measure(family, f"medcap {kind} ({dtype}, {config.batch_size}/call)",
                         captioner.model, images, make_run(captioner), config)
@@ -352,6 +356,9 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
     p.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                    help="dtype of medcap's path (auto: bf16 on GPUs and on CPUs with native bf16 "
                         "such as AVX512-BF16/AMX, else fp32)")
+    p.add_argument("--quantization", default=None, choices=["int8", "8bit", "4bit"],
+                   help="medcap's path: int8 weights of the language model on a CPU, "
+                        "8bit/4bit (bitsandbytes) on a GPU")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     p.add_argument("--warmup", type=int, default=1, help="untimed warm-up images per path")
     p.add_argument("--cache-dir", type=Path, default=_common.DEFAULT_CACHE,
@@ -363,7 +370,8 @@ def parse_args(argv: Sequence[str] | None = None) -> BenchConfig:
         p.error(f"unknown model(s): {', '.join(sorted(unknown))}")
     return BenchConfig(models=models, size=a.size, images=a.images, image_sizes=a.image_sizes,
                        batch_size=a.batch_size, new_tokens=a.new_tokens, max_pixels=a.max_pixels,
-                       device=a.device, dtype=a.dtype, threads=a.threads, warmup=a.warmup,
+                       device=a.device, dtype=a.dtype, quantization=a.quantization,
+                       threads=a.threads, warmup=a.warmup,
                        cache_dir=a.cache_dir)
 
 

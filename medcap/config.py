@@ -16,7 +16,8 @@ Values come from, in order of precedence: environment variables (`MEDCAP_*`), a 
     categories = "categories.toml"                 # or the list inline (medcap.review.categories)
 
 Environment: MEDCAP_MODELS (comma separated), MEDCAP_DATA, MEDCAP_SPLIT, MEDCAP_REVIEWS_DB,
-MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_CATEGORIES, MEDCAP_DEVICE, MEDCAP_DTYPE, MEDCAP_SKIP_MEMORY_CHECK=1.
+MEDCAP_RUNS_DIR, MEDCAP_BLIP2_ADAPTER, MEDCAP_CATEGORIES, MEDCAP_DEVICE, MEDCAP_DTYPE,
+MEDCAP_QUANTIZATION (int8 on a CPU; 8bit or 4bit on a CUDA GPU), MEDCAP_SKIP_MEMORY_CHECK=1.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from typing import Any, Mapping
 
 from medcap.models import ModelLoadError, ModelSpec, discover_runs, parse_model_arg, resolve_spec
 from medcap.models.registry import check_ready
-from medcap.models.spec import DTYPES
+from medcap.models.spec import DTYPES, QUANTIZATIONS
 
 DEFAULT_MODELS = ("blip", "blip2-lora", "qwen2-vl")
 DEFAULT_DATA_SOURCE = "eltorio/ROCOv2-radiology"
@@ -54,6 +55,7 @@ class Settings:
     prompts: dict[str, str] = field(default_factory=dict)
     device: str = "auto"
     dtype: str = "auto"  # auto: bf16 on GPUs and CPUs with native bf16, else fp32
+    quantization: str | None = None  # int8 (CPU) or 8bit/4bit (CUDA): medcap.models.quantize
     check_memory: bool = True
     review_categories: Any = None  # a file path or an inline list; None: the default categories
 
@@ -87,7 +89,11 @@ class Settings:
         """Where and how every model runs, the same for configured models and fine-tune runs."""
         if self.dtype not in DTYPES:
             raise ModelLoadError(f"dtype '{self.dtype}' is not one of {', '.join(DTYPES)}.")
-        return {"device": self.device, "dtype": self.dtype, "check_memory": self.check_memory}
+        if self.quantization not in QUANTIZATIONS:
+            raise ModelLoadError(f"quantization '{self.quantization}' is not one of "
+                                 f"{', '.join(q for q in QUANTIZATIONS if q)} (or empty).")
+        return {"device": self.device, "dtype": self.dtype, "check_memory": self.check_memory,
+                "quantization": self.quantization}
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -104,7 +110,7 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
     settings = Settings()
     if "models" in data:
         settings.model_names = [str(m) for m in data["models"]]
-    for key in ("data_source", "data_split", "blip2_adapter", "device", "dtype"):
+    for key in ("data_source", "data_split", "blip2_adapter", "device", "dtype", "quantization"):
         if key in data:
             setattr(settings, key, data[key])
     for key in ("reviews_db", "runs_dir"):
@@ -130,6 +136,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
         settings.device = env["MEDCAP_DEVICE"]
     if env.get("MEDCAP_DTYPE"):
         settings.dtype = env["MEDCAP_DTYPE"]
+    if "MEDCAP_QUANTIZATION" in env:
+        settings.quantization = env["MEDCAP_QUANTIZATION"].strip() or None
     if env.get("MEDCAP_SKIP_MEMORY_CHECK", "").lower() in ("1", "true", "yes"):
         settings.check_memory = False
     return settings

@@ -277,50 +277,6 @@ def test_stop_switches_stop_only_their_own_session():
     assert switches.stop("me") == 0
 
 
-# ---------------------------------------------------------------------------- does it fit?
-def test_the_picker_marks_a_model_that_does_not_fit_with_what_would(monkeypatch, tiny_blip_dir):
-    from medcap.app.models import ModelPool
-    from medcap.app.tabs.caption import model_choices, model_notes_html
-    from medcap.models import loading
-
-    specs = [resolve_spec("blip", str(tiny_blip_dir), dtype="float32"),
-             resolve_spec("blip2", dtype="bfloat16")]  # 6.7B hub model: known size, no download
-    pool = ModelPool(specs, {"broken": "no weights"}, LoopSettings())
-    gib = 1024**3
-    monkeypatch.setattr(loading, "available_memory_bytes", lambda device: 16 * gib)
-    notes = pool.memory_notes()
-    assert list(notes) == ["blip2"]  # the tiny model fits
-    assert "~18.0 GiB in bfloat16 on cpu" in notes["blip2"] and "16.0 GiB is free" in notes["blip2"]
-    assert "8-bit quantization on a CUDA GPU with ~9.0 GiB" in notes["blip2"]
-
-    class FakeStudio:
-        pass
-
-    studio = FakeStudio()
-    studio.pool = pool
-    assert model_choices(studio, notes) == [
-        ("blip", "blip"), ("blip2 (does not fit in memory here)", "blip2"), ("broken", "broken")]
-    assert "<strong>blip2</strong> does not fit" in model_notes_html(pool.problems, notes)
-
-    monkeypatch.setattr(loading, "available_memory_bytes", lambda device: 1024)  # 1 KiB free
-    tiny = pool.memory_notes()["blip"]
-    assert "In bfloat16 it needs" not in tiny and "GiB is free" in tiny
-    # ... and loading it is refused before any weights are read, with the same numbers
-    with pytest.raises(Exception, match="Not enough memory"):
-        create_captioner(specs[0]).load()
-
-
-def test_float32_that_would_fit_in_bfloat16_says_so(monkeypatch, tiny_blip_dir):
-    from medcap.models import loading
-
-    spec = resolve_spec("blip", str(tiny_blip_dir), dtype="float32")
-    report = loading.fit_report(spec)
-    monkeypatch.setattr(loading, "available_memory_bytes",
-                        lambda device: int(report.bytes_needed * 0.75))
-    assert "MEDCAP_DTYPE=bfloat16" in loading.fit_report(spec).message
-    assert loading.fit_report(spec.with_overrides(check_memory=False)) is None
-
-
 def test_a_caption_request_with_too_many_models_or_a_huge_prompt_is_refused(tmp_path):
     from medcap.app.options import AppOptions
     from medcap.app.studio import MAX_PROMPT_CHARS, Studio, UploadError

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from medcap.app.availability import HubProblem, Unavailable, unavailable_reason
 from medcap.models.errors import ModelLoadError
 from medcap.models.families import family_traits
+from medcap.models.fit import MemoryFit
+from medcap.models.loading import estimate_memory
 from medcap.models.registry import parse_model_arg, resolve_spec
 from medcap.models.spec import ModelSpec
 
@@ -66,3 +68,29 @@ def _missing_words(title: str, spec: ModelSpec, reason: Unavailable) -> str:
     return (f"The {title} model is not downloaded and {where}. To use it, copy a saved copy of "
             f"{reason.source} to this machine and set MEDCAP_MODELS={spec.name}=/path/to/that/folder, "
             f"or copy the Hugging Face cache (~/.cache/huggingface) here and set HF_HUB_OFFLINE=1.")
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+QUANTIZATION_WORDS = {"int8": "int8 weights", "8bit": "8-bit weights (bitsandbytes)",
+                      "4bit": "4-bit weights (bitsandbytes)"}
+
+
+def memory_words(spec: ModelSpec, fit: MemoryFit) -> str:
+    """Why a model is not loaded here, with the memory it needs and the option that would fit."""
+    title = model_title(spec)
+    where = "this GPU" if fit.device == "cuda" else "this machine"
+    text = (f"{title} is not loaded: it needs about {_gib(fit.needed)} of memory in "
+            f"{QUANTIZATION_WORDS.get(fit.precision, fit.precision)} and {where} has "
+            f"{_gib(fit.available or 0)} free.")
+    if fit.smaller:
+        option, needed = fit.smaller
+        return (f"{text} With {QUANTIZATION_WORDS[option]} it needs about {_gib(needed)} and "
+                f"fits: set MEDCAP_QUANTIZATION={option} (or --quantization {option}).")
+    gpu_needed = estimate_memory(fit.parameters, "4bit", None, "cuda").bytes_needed
+    return (f"{text} Run it on a GPU with at least {_gib(gpu_needed)} free and 4-bit weights "
+            f"(MEDCAP_QUANTIZATION=4bit), or choose a smaller model.")
+
+
+def _gib(size: int) -> str:
+    return f"{size / 1024**3:.1f} GiB"

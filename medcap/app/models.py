@@ -19,8 +19,8 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.generation import LOAD_FAILED, GenerationLoop, LoopBusy, LoopSettings
-from medcap.app.messages import explain, explain_entry
-from medcap.models.loading import fit_report
+from medcap.app.messages import explain, explain_entry, memory_words
+from medcap.models.fit import MemoryFit, memory_fit
 from medcap.models.registry import create_captioner, takes_prompt
 from medcap.models.spec import DEFAULT_QWEN_PROMPT, ModelSpec
 from medcap.models.streaming import CaptionUpdate
@@ -42,6 +42,7 @@ class ModelPool:
         self._captioners: dict[str, Captioner] = {}
         self._loops: dict[str, GenerationLoop] = {}
         self._create_lock = threading.Lock()
+        self._start_fits: dict[str, MemoryFit | None] | None = None
 
     @property
     def labels(self) -> list[str]:
@@ -56,21 +57,24 @@ class ModelPool:
             return self._specs[label].prompt or DEFAULT_QWEN_PROMPT
         return DEFAULT_QWEN_PROMPT
 
-    def memory_notes(self) -> dict[str, str]:
-        """Why a model cannot load on this machine now, for the picker (before anyone clicks):
-        the memory it needs and the setting that would fit. Loaded models are left out."""
-        notes = {}
-        for label, spec in self._specs.items():
-            if self.is_loaded(label):
-                continue
-            report = fit_report(spec)
-            if report is not None and not report.fits:
-                notes[label] = report.message
-        return notes
-
     def is_loaded(self, label: str) -> bool:
         captioner = self._captioners.get(label)
         return bool(captioner and captioner.loaded)
+
+    def too_big(self) -> dict[str, str]:
+        """Models that did not fit in memory when the page was built, with why and what would
+        fit (the picker marks them before anyone clicks)."""
+        if self._start_fits is None:
+            self._start_fits = {label: memory_fit(spec) for label, spec in self._specs.items()}
+        return {label: memory_words(self._specs[label], fit)
+                for label, fit in self._start_fits.items() if fit and not fit.fits}
+
+    def picker_choices(self) -> list[tuple[str, str]]:
+        """(shown, value) per model: a model that does not fit says what it needs."""
+        too_big = self.too_big()
+        fits = self._start_fits or {}
+        return [(f"{label} ({fits[label].summary()})" if label in too_big else label, label)
+                for label in self._specs]
 
     def _captioner(self, label: str) -> Captioner:
         with self._create_lock:
@@ -120,8 +124,9 @@ class ModelPool:
             if stop is not None and stop.is_set():
                 cards[index] = CaptionCard(model=label, status="Stopped before it started.")
                 continue
-            if label in self.problems or label not in self._specs:
-                cards[index] = self._problem_card(label)
+            refused = self._refusal(label)
+            if refused is not None:
+                cards[index] = refused
                 yield list(cards)
                 continue
             cards[index] = CaptionCard(model=label, status=self._starting_status(label))
@@ -148,8 +153,9 @@ class ModelPool:
                 request.cancel()
 
     def _final_card(self, label: str, image: Image.Image, prompt: str | None) -> CaptionCard:
-        if label in self.problems or label not in self._specs:
-            return self._problem_card(label)
+        refused = self._refusal(label)
+        if refused is not None:
+            return refused
         final = None
         for final in self._updates(label, image, prompt, None):
             pass
@@ -158,6 +164,19 @@ class ModelPool:
     def _own_prompt(self, label: str, prompt: str | None) -> str | None:
         """The user's prompt goes to instruction models only; the others keep their own."""
         return prompt if takes_prompt(self._specs[label]) else None
+
+    def _refusal(self, label: str) -> CaptionCard | None:
+        """The card of a model that is not captioning: unavailable, unknown, or not started yet
+        and too big for the memory free now. Checked at each request, not only when the page was
+        built (a model loaded since holds memory): a load the machine would be killed for never
+        starts. A model whose loop exists is loading or loaded, and its own load checks again."""
+        if label in self.problems or label not in self._specs:
+            return self._problem_card(label)
+        started = self.is_loaded(label) or label in self._loops
+        fit = None if started else memory_fit(self._specs[label])
+        if fit and not fit.fits:
+            return CaptionCard(model=label, error=memory_words(self._specs[label], fit))
+        return None
 
     def _problem_card(self, label: str) -> CaptionCard:
         if label in self.problems:

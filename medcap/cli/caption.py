@@ -57,8 +57,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="Qwen2-VL: resize so width*height <= this (visual tokens = pixels/784)")
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:1, mps")
     p.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"])
-    p.add_argument("--quantization", default=None, choices=["8bit", "4bit"],
-                   help="bitsandbytes quantization (CUDA only), e.g. for BLIP-2 6.7B")
+    p.add_argument("--quantization", default=None, choices=["8bit", "4bit", "int8"],
+                   help="8bit/4bit: bitsandbytes (CUDA only), e.g. for BLIP-2 6.7B; int8: "
+                        "weight-only int8 of the language model on a CPU (optimum-quanto)")
     p.add_argument("--backend", default="transformers", choices=["transformers", "vllm"],
                    help="vllm: serve Qwen2-VL models through a vLLM engine (CUDA + pip install "
                         "vllm; use a large --batch-size such as 256 so it can batch continuously)")

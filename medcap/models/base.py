@@ -22,7 +22,7 @@ from typing import Any, Callable, ClassVar, Iterator, Sequence
 import torch
 from PIL import Image
 
-from medcap.models import loading
+from medcap.models import loading, quantize
 from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.spec import ModelSpec
@@ -93,13 +93,8 @@ class Captioner(ABC):
                 return
             spec = self.spec
             self.device = loading.pick_device(spec.device)
-            if spec.quantization and not self.device.startswith("cuda"):
-                raise ModelLoadError(
-                    f"'{spec.name}': {spec.quantization} quantization needs a CUDA GPU "
-                    f"(bitsandbytes); this machine runs on {self.device}. Remove the "
-                    f"quantization setting to load it in full precision."
-                )
-            self.dtype = loading.pick_dtype(spec.dtype, self.device)
+            quantize.check_device(spec, self.device)
+            self.dtype = quantize.compute_dtype(spec) or loading.pick_dtype(spec.dtype, self.device)
             dtype = loading.dtype_name(self.dtype)
             if spec.check_memory and not loading.looks_like_path(spec.source):
                 # Known hub models: refuse before a multi-GB download that could never load.
@@ -121,6 +116,7 @@ class Captioner(ABC):
                 ) from exc
             if spec.adapter:
                 model = self._apply_adapter(model, spec.adapter)
+            model = quantize.finish(model, spec, self.vision_modules)
             if not spec.quantization:
                 model = model.to(self.device)
             self.model = model.eval()
@@ -196,7 +192,7 @@ class Captioner(ABC):
                 f"'{self.spec.name}': the LoRA adapter in '{path}' does not fit the base model "
                 f"{self.spec.source}: {type(exc).__name__}: {first_line(exc)}"
             ) from exc
-        if self.spec.quantization:
+        if not quantize.merges_adapter(self.spec):
             return peft_model  # merging into quantized weights loses precision; keep it separate
         return peft_model.merge_and_unload()
 
@@ -346,18 +342,12 @@ class Captioner(ABC):
 
     def _from_pretrained_kwargs(self) -> dict[str, Any]:
         """dtype, the attention implementation when the spec names one, and for a quantized
-        spec the bitsandbytes config with the weights placed on the chosen GPU (every family)."""
+        spec the bitsandbytes config that quantizes while loading (every family; int8 is
+        quantized after loading, `medcap.models.quantize.finish`)."""
         kwargs: dict[str, Any] = {"dtype": self.dtype}
         if self.spec.attn_implementation:
             kwargs["attn_implementation"] = self.spec.attn_implementation
-        if self.spec.quantization:
-            from transformers import BitsAndBytesConfig
-
-            kwargs["quantization_config"] = BitsAndBytesConfig(
-                load_in_8bit=self.spec.quantization == "8bit",
-                load_in_4bit=self.spec.quantization == "4bit",
-            )
-            kwargs["device_map"] = {"": torch.device(self.device).index or 0}
+        kwargs.update(quantize.from_pretrained_kwargs(self.spec, self.device))
         return kwargs
 
     def _extra_generate_kwargs(self) -> dict[str, Any]:

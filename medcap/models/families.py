@@ -20,12 +20,16 @@ class FamilyTraits:
     model_types: ClassVar[tuple[str, ...]]  # accepted `model_type` values in config.json
     takes_prompt: ClassVar[bool] = False  # follows a free-text instruction (the app's prompt box)
     captioner_path: ClassVar[str]  # "module:Class" of the family's Captioner, imported on demand
+    # Modules outside the language model (vision encoder, BLIP-2's Q-Former and projection), kept
+    # in full precision by the CPU int8 quantization (medcap.models.quantize); transformers 5 names.
+    vision_modules: ClassVar[tuple[str, ...]] = ()
 
 
 class BlipFamily(FamilyTraits):
     family = "blip"
     display_name = "BLIP"
     model_types = ("blip",)
+    vision_modules = ("vision_model",)
     captioner_path = "medcap.models.blip:BlipCaptioner"
 
 
@@ -33,6 +37,7 @@ class Blip2Family(FamilyTraits):
     family = "blip2"
     display_name = "BLIP-2"
     model_types = ("blip-2",)
+    vision_modules = ("vision_model", "qformer", "language_projection")
     captioner_path = "medcap.models.blip2:Blip2Captioner"
 
 
@@ -41,6 +46,7 @@ class Qwen2VLFamily(FamilyTraits):
     display_name = "Qwen2-VL"
     model_types = ("qwen2_vl", "qwen2_5_vl")
     takes_prompt = True
+    vision_modules = ("model.visual",)
     captioner_path = "medcap.models.qwen2_vl:Qwen2VLCaptioner"
 
 

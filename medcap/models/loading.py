@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,8 +17,6 @@ from medcap.models.errors import ModelLoadError, first_line
 
 if TYPE_CHECKING:  # torch is imported where a device or dtype is picked, so the path and
     import torch   # hub-cache checks can run at app start-up without it
-
-    from medcap.models.spec import ModelSpec
 
 # Parameter counts of the default hub models, for a memory check before anything downloads.
 KNOWN_PARAMETER_COUNTS = {
@@ -29,7 +27,9 @@ KNOWN_PARAMETER_COUNTS = {
     "Qwen/Qwen2-VL-2B-Instruct": 2_210_000_000,
     "Qwen/Qwen2-VL-7B-Instruct": 8_290_000_000,
 }
-BYTES_PER_DTYPE = {"float32": 4, "float16": 2, "bfloat16": 2, "8bit": 1, "4bit": 0.5}
+# int8 (CPU) loads in bf16 and quantizes after (medcap.models.quantize): loading peaks at the bf16
+# size, so that is what must fit; the loaded model then holds ~1.2-1.5 bytes a parameter.
+BYTES_PER_DTYPE = {"float32": 4, "float16": 2, "bfloat16": 2, "8bit": 1, "4bit": 0.5, "int8": 2}
 SAFETENSORS_DTYPE_BYTES = {"F32": 4, "F16": 2, "BF16": 2, "F64": 8, "I64": 8, "I32": 4,
                            "I8": 1, "U8": 1, "BOOL": 1, "F8_E4M3": 1, "F8_E5M2": 1}
 MEMORY_HEADROOM = 1.25  # activations, processor buffers and the Python process itself
@@ -122,13 +122,15 @@ def count_parameters(weights_dir: Path) -> int | None:
 
 
 def available_memory_bytes(device: str) -> int | None:
-    """Free memory where the weights will live: GPU memory for cuda, else MemAvailable."""
-    import torch
+    """Free memory where the weights will live: GPU memory for cuda, else MemAvailable (read
+    without importing torch, so the app can tell at start-up which models fit)."""
+    if device.startswith("cuda"):
+        import torch
 
-    if device.startswith("cuda") and torch.cuda.is_available():
-        index = torch.device(device).index or 0
-        free, _ = torch.cuda.mem_get_info(index)
-        return int(free)
+        if torch.cuda.is_available():
+            index = torch.device(device).index or 0
+            free, _ = torch.cuda.mem_get_info(index)
+            return int(free)
     try:
         with open("/proc/meminfo", encoding="ascii") as handle:
             for line in handle:
@@ -173,8 +175,8 @@ def check_memory(name: str, source: str, weights_dir: Path | None, dtype: str,
         return
     gib = 1024**3
     advice = (
-        "Use a GPU with enough memory, 8-bit/4-bit quantization on a CUDA GPU "
-        "(quantization='8bit'), or a smaller model."
+        "Use int8 weights on a CPU (quantization='int8'), 8-bit/4-bit quantization on a CUDA GPU "
+        "(quantization='8bit'), a GPU with enough memory, or a smaller model."
     )
     raise ModelLoadError(
         f"Not enough memory to load '{name}' ({source}): about "
@@ -183,83 +185,6 @@ def check_memory(name: str, source: str, weights_dir: Path | None, dtype: str,
         f"{estimate.bytes_available / gib:.1f} GiB is free. {advice} "
         f"(Set check_memory=False / MEDCAP_SKIP_MEMORY_CHECK=1 to try anyway.)"
     )
-
-
-@dataclass(frozen=True)
-class FitReport:
-    """Whether a model's weights fit in the memory free now, and, when not, what would."""
-
-    name: str
-    parameters: int
-    setting: str  # e.g. "bfloat16 on cpu"
-    bytes_needed: int
-    bytes_available: int | None
-    option: str = ""  # the setting that would fit, said for a person
-
-    @property
-    def fits(self) -> bool:
-        return self.bytes_available is None or self.bytes_needed <= self.bytes_available
-
-    @property
-    def message(self) -> str:
-        if self.fits:
-            return ""
-        gib = 1024**3
-        return (f"does not fit: about {self.parameters / 1e9:.1f}B parameters need "
-                f"~{self.bytes_needed / gib:.1f} GiB in {self.setting}, and "
-                f"{self.bytes_available / gib:.1f} GiB is free. {self.option}")
-
-
-def fit_report(spec: "ModelSpec") -> FitReport | None:
-    """Will `spec` fit, judged before anyone clicks: no download, no load (safetensors headers
-    of a local folder, or the known size of a default hub model). None when the size is unknown
-    or the spec asks not to be checked."""
-    if not spec.check_memory:
-        return None
-    parameters = None
-    if looks_like_path(spec.source) and Path(spec.source).expanduser().is_dir():
-        parameters = count_parameters(Path(spec.source).expanduser())
-    parameters = parameters or KNOWN_PARAMETER_COUNTS.get(spec.source)
-    if not parameters:
-        return None
-    try:
-        device = pick_device(spec.device)
-    except ModelLoadError:
-        return None
-    dtype = dtype_name(pick_dtype(spec.dtype, device))
-    estimate = estimate_memory(parameters, dtype, spec.quantization, device)
-    report = FitReport(spec.name, parameters, f"{spec.quantization or dtype} on {device}",
-                       estimate.bytes_needed, estimate.bytes_available)
-    if report.fits:
-        return report
-    return replace(report, option=_fitting_option(parameters, dtype, spec.quantization, device,
-                                                  estimate.bytes_available or 0))
-
-
-def _fitting_option(parameters: int, dtype: str, quantization: str | None, device: str,
-                    available: int) -> str:
-    """The first lighter setting that fits here, else the GPU memory 8-bit / 4-bit would need."""
-    gib = 1024**3
-
-    def needed(kind: str) -> int:
-        return int(parameters * BYTES_PER_DTYPE[kind] * MEMORY_HEADROOM)
-
-    if not quantization and dtype == "float32" and needed("bfloat16") <= available:
-        return (f"In bfloat16 it needs ~{needed('bfloat16') / gib:.1f} GiB and fits: set "
-                f"MEDCAP_DTYPE=bfloat16.")
-    on_gpu = device.startswith("cuda")
-    for kind in ("8bit", "4bit"):
-        if BYTES_PER_DTYPE[kind] >= BYTES_PER_DTYPE[quantization or dtype]:
-            continue
-        if on_gpu and needed(kind) <= available:
-            return f"With {kind} quantization it needs ~{needed(kind) / gib:.1f} GiB and fits."
-    lightest = needed("4bit")
-    if on_gpu:
-        return (f"Even 4-bit needs ~{lightest / gib:.1f} GiB: use a GPU with more free memory "
-                f"or a smaller model.")
-    return (f"It would fit with 8-bit quantization on a CUDA GPU with ~"
-            f"{needed('8bit') / gib:.1f} GiB free, or 4-bit with ~{lightest / gib:.1f} GiB "
-            f"(quantization '8bit' / '4bit'), or pick a smaller model.")
 
 
 def pick_device(requested: str) -> str:

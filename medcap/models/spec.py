@@ -8,7 +8,9 @@ from typing import Any
 from medcap.models.families import FAMILIES  # noqa: F401  (re-exported: one owner, families.py)
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
-QUANTIZATIONS = (None, "8bit", "4bit")
+# 8bit / 4bit: bitsandbytes on a CUDA GPU; int8: weight-only int8 of the language model on a CPU
+# (medcap/models/quantize.py).
+QUANTIZATIONS = (None, "8bit", "4bit", "int8")
 
 DEFAULT_QWEN_PROMPT = (
     "Describe this medical image in detail: the imaging modality, the body region and the "
@@ -72,7 +74,8 @@ class ModelSpec:
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, not {self.dtype!r}")
         if self.quantization not in QUANTIZATIONS:
-            raise ValueError(f"quantization must be 8bit, 4bit or empty, not {self.quantization!r}")
+            raise ValueError(f"quantization must be 8bit, 4bit, int8 or empty, "
+                             f"not {self.quantization!r}")
         if self.batch_size < 1:
             raise ValueError("batch_size must be at least 1")
 

@@ -117,8 +117,9 @@ class VllmQwen2VLCaptioner(Qwen2VLCaptioner):
                                      f"backend; merge the adapter into the weights or use "
                                      f"--backend transformers.")
             if spec.quantization:
-                raise ModelLoadError(f"'{spec.name}': bitsandbytes quantization is a transformers "
-                                     f"option; with vLLM use a pre-quantized checkpoint.")
+                raise ModelLoadError(f"'{spec.name}': {spec.quantization} quantization is a "
+                                     f"transformers option; with vLLM use a pre-quantized "
+                                     f"checkpoint.")
             sampling = sampling_kwargs(spec.generation)
             model_dir = loading.resolve_weights_dir(spec.source, what=f"{spec.name} model")
             self._check_model_type(model_dir)

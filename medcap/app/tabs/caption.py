@@ -42,49 +42,36 @@ class CaptionTab:
     item: "UploadItemPanel"
 
 
-def model_choices(studio: Studio, notes: dict[str, str] | None = None
-                  ) -> list[tuple[str, str]]:
-    """(shown, value) pairs: available models first, a model too big for this machine marked
-    so; unavailable ones stay pickable after them (their card says why)."""
+def model_choices(studio: Studio) -> list[tuple[str, str]]:
+    """(shown, value) per model. Available models first, one too big for this machine's memory
+    saying what it needs; unavailable ones stay pickable after them (their card says why)."""
     pool = studio.pool
-    notes = pool.memory_notes() if notes is None else notes
-    shown = [(f"{label} (does not fit in memory here)" if label in notes else label, label)
-             for label in pool.labels]
-    return shown + [(p, p) for p in pool.problems if p not in pool.labels]
+    return [*pool.picker_choices(), *((p, p) for p in pool.problems if p not in pool.labels)]
 
 
-def model_notes_html(problems: dict[str, str], notes: dict[str, str]) -> str:
+def model_notes_html(problems: dict[str, str], too_big: dict[str, str]) -> str:
     """Why models cannot caption here, escaped (messages hold paths and "~" that Markdown
     would turn into links or strike-through)."""
+    notes = {**problems, **too_big}
     items = [f"<li><strong>{html.escape(name)}</strong> unavailable: {html.escape(why)}</li>"
-             for name, why in problems.items()]
-    items += [f"<li><strong>{html.escape(name)}</strong> {html.escape(why)}</li>"
-              for name, why in notes.items()]
+             for name, why in notes.items()]
     return f"<ul>{''.join(items)}</ul>"
 
 
-def _fit_updates(studio: Studio) -> tuple[Any, Any]:
-    """The picker and the notes once the page is open, with models too big for this machine
-    marked (before anyone clicks Caption)."""
-    notes = studio.pool.memory_notes()
-    if not notes:
-        return gr.skip(), gr.skip()
-    return (gr.update(choices=model_choices(studio, notes)),
-            gr.update(value=model_notes_html(studio.pool.problems, notes), visible=True))
-
-
-def build_caption_tab(studio: Studio, demo: gr.Blocks) -> CaptionTab:
-    """The Caption tab and its `/caption` endpoint. Whether each model fits in memory is
-    judged when the page opens (`demo.load`), not while it is built: the check needs torch to
-    see the device, and importing it would double the app's start-up time."""
-    models = model_choices(studio, {})
+def build_caption_tab(studio: Studio) -> CaptionTab:
+    """The Caption tab and its `/caption` endpoint. Models too big for this machine's memory
+    are marked while the page is built (`medcap.models.fit` needs no torch), and the first
+    model that fits is ticked."""
+    models = model_choices(studio)
+    too_big = studio.pool.too_big()
+    first = [value for _, value in models if value not in too_big][:1]
     with gr.Tab("Caption", id="caption"):
         with gr.Row():
             with gr.Column(scale=1):
                 upload = without_empty_temp_files(gr.File(
                     label=UPLOAD_LABEL, file_types=UPLOAD_FILE_TYPES, type="filepath",
                     elem_id="upload"))
-                chosen = gr.CheckboxGroup(models, value=[v for _, v in models[:1]], label="Models",
+                chosen = gr.CheckboxGroup(models, value=first, label="Models",
                                           elem_id="caption-models")
                 prompt = gr.Textbox(studio.pool.default_prompt(), lines=3,
                                     label="Prompt (Qwen2-VL)",
@@ -106,12 +93,11 @@ def build_caption_tab(studio: Studio, demo: gr.Blocks) -> CaptionTab:
                             "probability).")
                 captions_json = gr.JSON(label="Captions (JSON)", visible=False)
                 item = build_upload_item_panel()
-        model_notes = gr.HTML(model_notes_html(studio.pool.problems, {}), elem_id="model-notes",
-                              visible=bool(studio.pool.problems))
+        gr.HTML(model_notes_html(studio.pool.problems, too_big), elem_id="model-notes",
+                visible=bool(studio.pool.problems or too_big))
     tab = CaptionTab(upload, chosen, prompt, button, stop, preview, metadata, cards,
                      captions_json, item)
     _wire_caption(studio, tab)
-    demo.load(lambda: _fit_updates(studio), None, [chosen, model_notes], api_visibility="private")
     _wire_upload_item(studio, tab)
     return tab
 

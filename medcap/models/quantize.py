@@ -1,0 +1,151 @@
+"""Quantized weights: bitsandbytes 8-/4-bit on CUDA GPUs, weight-only int8 on CPUs.
+
+`int8` keeps the vision encoder (and BLIP-2's Q-Former) as they are and stores every Linear
+weight of the language model, its output head included, as int8 with one scale per output row
+(optimum-quanto's `qint8`). Activations stay bfloat16, so each decoder matmul runs torch's
+`_weight_int8pack_mm` CPU kernel: it reads a quarter of the fp32 bytes per generated token,
+which is what decoding on a CPU waits for. With fp32 activations the same kernel is slower than
+plain fp32, so `int8` always computes in bfloat16. The kernel is made for few rows: on a
+prefill of hundreds of tokens it is slower than bf16 (577 rows of 768: 9 ms against 5 ms), so
+the gain is in the generated tokens, not in a long prompt. optimum-quanto was chosen over torchao because
+torchao's int8 weight-only linear dequantizes the whole weight at every call outside
+`torch.compile` (5x slower than bf16 here).
+
+The model loads in bfloat16 as usual (a LoRA adapter is merged then) and its language model is
+quantized layer by layer right after, so loading peaks at the bf16 size and the int8 model then
+holds less. Quantizing while loading (transformers' `QuantoConfig`) peaked higher here
+(Qwen2-VL-2B from an fp32 checkpoint: 16.2 GiB peak RSS against 13.2 GiB in bf16) and left tied
+output heads half-made, so it is not used.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+from medcap.models.errors import ModelLoadError
+
+if TYPE_CHECKING:
+    import torch
+
+    from medcap.models.spec import ModelSpec
+
+GPU_QUANTIZATIONS = ("8bit", "4bit")  # bitsandbytes, CUDA only
+CPU_QUANTIZATIONS = ("int8",)  # optimum-quanto weight-only int8 of the language model
+
+
+def check_device(spec: ModelSpec, device: str) -> None:
+    """Refuse a quantization the device cannot run, naming the one that it can."""
+    if spec.quantization in GPU_QUANTIZATIONS and not device.startswith("cuda"):
+        raise ModelLoadError(
+            f"'{spec.name}': {spec.quantization} quantization needs a CUDA GPU (bitsandbytes); "
+            f"this machine runs on {device}. Use quantization 'int8' (weight-only int8 of the "
+            f"language model, for CPUs), or remove the setting to load it in full precision.")
+    if spec.quantization in CPU_QUANTIZATIONS:
+        if device != "cpu":
+            raise ModelLoadError(
+                f"'{spec.name}': int8 is the CPU quantization; on {device} use '8bit' or '4bit' "
+                f"(bitsandbytes), or remove the setting.")
+        if spec.dtype not in ("auto", "bfloat16"):
+            raise ModelLoadError(
+                f"'{spec.name}': int8 weights compute in bfloat16 (the int8 CPU kernel is slower "
+                f"with {spec.dtype} inputs); leave dtype on auto or set bfloat16.")
+
+
+def compute_dtype(spec: ModelSpec) -> torch.dtype | None:
+    """The dtype a quantization dictates (bfloat16 for int8), or None to pick as usual."""
+    import torch
+
+    return torch.bfloat16 if spec.quantization in CPU_QUANTIZATIONS else None
+
+
+def from_pretrained_kwargs(spec: ModelSpec, device: str) -> dict[str, Any]:
+    """`from_pretrained` arguments for bitsandbytes, which quantizes while loading onto the GPU
+    (int8 quantizes after loading: `finish`)."""
+    if spec.quantization not in GPU_QUANTIZATIONS:
+        return {}
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    config = BitsAndBytesConfig(load_in_8bit=spec.quantization == "8bit",
+                                load_in_4bit=spec.quantization == "4bit")
+    return {"quantization_config": config, "device_map": {"": torch.device(device).index or 0}}
+
+
+def merges_adapter(spec: ModelSpec) -> bool:
+    """Whether a LoRA adapter is merged into the weights: not into bitsandbytes weights (that
+    loses precision); int8 merges in bfloat16 and quantizes after."""
+    return spec.quantization not in GPU_QUANTIZATIONS
+
+
+def finish(model: Any, spec: ModelSpec, keep: Sequence[str]) -> Any:
+    """After loading (and merging an adapter): the int8 language model."""
+    if spec.quantization in CPU_QUANTIZATIONS:
+        quantize_language_model(model, keep)
+        release_freed_memory()
+    return model
+
+
+def release_freed_memory() -> None:
+    """Hand the heap that loading freed (fp32 -> bf16 -> int8 copies) back to the system: without
+    it glibc keeps it: BLIP-base in int8 held 1.6 GiB RSS after loading (bf16: 1.2), 1.1 after."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+        if libc is not None and hasattr(libc, "malloc_trim"):
+            libc.malloc_trim(0)
+    except OSError:  # not glibc (macOS, musl): nothing to trim
+        pass
+
+
+def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
+    """Store every Linear weight outside `keep` as int8 (in place); returns how many changed.
+    Each bf16 weight is dropped as soon as its int8 copy exists."""
+    import torch
+    from optimum.quanto import QLinear, QModuleMixin, qint8
+
+    changed = 0
+    for name, module in list(model.named_modules()):
+        if _kept(name, keep):
+            continue
+        if isinstance(module, QModuleMixin):
+            if not module.frozen:
+                module.freeze()
+                changed += 1
+        elif type(module) is torch.nn.Linear:
+            qlinear = QLinear.from_module(module, weights=qint8)
+            qlinear.freeze()
+            qlinear.weight.requires_grad_(False)
+            model.set_submodule(name, qlinear)
+            changed += 1
+    return changed
+
+
+def linear_layers(model: Any, keep: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Weight dtypes of the language model's and the kept modules' linear layers, by name (what
+    tests and benchmarks check): an int8 layer reports torch.int8."""
+    import torch
+    from optimum.quanto import QModuleMixin
+
+    language, kept = {}, {}
+    for name, module in model.named_modules():
+        if isinstance(module, (torch.nn.Linear, QModuleMixin)) and hasattr(module, "weight"):
+            weight = module.weight
+            dtype = getattr(weight, "_data", weight).dtype
+            (kept if _kept(name, keep) else language)[name] = dtype
+    return language, kept
+
+
+def _kept(name: str, keep: Sequence[str]) -> bool:
+    return any(name == prefix or name.startswith(prefix + ".") for prefix in keep)
+
+
+def token_agreement(reference: Sequence[str], other: Sequence[str]) -> float:
+    """Share of positions where two greedy captions emit the same token, over the longer one
+    (1.0: identical; after the first difference greedy decoding usually goes its own way)."""
+    length = max(len(reference), len(other))
+    if not length:
+        return 1.0
+    return sum(a == b for a, b in zip(reference, other)) / length
