@@ -125,18 +125,20 @@ def test_a_cancelled_request_ends_early_and_the_others_in_its_batch_finish(tiny_
     loop = GenerationLoop(captioner, LoopSettings(gather_seconds=0))
     original = captioner.generate_rows
 
-    def wait_for_cancel(images, prompts, on_token, stops):
-        """Row 1 pauses after its first token until its user has pressed stop."""
+    target = images[2]  # the victim's image; its row in the batch depends on thread timing
+
+    def wait_for_cancel(batch_images, prompts, on_token, stops):
+        """The victim's row pauses after its first token until its user has pressed stop."""
         def on_token_then_wait(row, token):
             on_token(row, token)
-            if row == 1 and len(images) == 3:
-                stops[1].wait(30)
-        return original(images, prompts, on_token_then_wait, stops)
+            if batch_images[row] is target and len(batch_images) == 3:
+                stops[row].wait(30)
+        return original(batch_images, prompts, on_token_then_wait, stops)
 
     captioner.generate_rows = wait_for_cancel  # the gate below wraps this
     try:
         requests = _queued_behind_a_gate(loop, images)
-        victim = requests[2]  # row 1 of the second batch (requests 1, 2, 3)
+        victim = requests[2]  # in the second batch (requests 1, 2, 3), submitted with images[2]
         for update in victim:
             if not update.done:
                 victim.cancel()
