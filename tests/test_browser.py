@@ -41,21 +41,27 @@ def page_url(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
         yield url, studio, work
 
 
-@pytest.fixture(scope="module")
-def page(page_url):
-    url = page_url[0]
+@contextlib.contextmanager
+def open_page(url: str, width: int = 1400, height: int = 1000, ready: str = "not a medical device"):
+    """Headless Chromium on `url`, once the page shows `ready` (every browser test's page)."""
     OUTPUT.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
+        context = browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(TIMEOUT_MS)
         page = context.new_page()
         page.goto(url, wait_until="load")
-        page.get_by_text("not a medical device").first.wait_for()
+        page.get_by_text(ready).first.wait_for()
         try:
             yield page
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(page_url):
+    with open_page(page_url[0]) as page:
+        yield page
 
 
 def textbox(page, elem_id: str):

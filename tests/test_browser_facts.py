@@ -18,7 +18,7 @@ from medcap.app.studio import Studio
 from medcap.config import Settings
 from medcap.data.synthetic import SIDES, synthetic_records
 from medcap.models import Caption, ModelSpec, TokenScore
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, OUTPUT, TIMEOUT_MS, open_tab, sync_api, textbox
+from tests.test_browser import OUTPUT, open_page, open_tab, textbox
 
 RECORDS = synthetic_records(6, split="test")
 
@@ -68,18 +68,8 @@ def page_url(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(page_url):
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1300, "height": 900})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(page_url[0], wait_until="load")
-        page.get_by_text("not a medical device").first.wait_for()
-        try:
-            yield page
-        finally:
-            browser.close()
+    with open_page(page_url[0], 1300, 900) as page:
+        yield page
 
 
 def test_caption_tab_shades_doubtful_and_fact_words(page, tmp_path: Path) -> None:

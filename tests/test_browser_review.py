@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from medcap.review import ReviewKey
-from tests.test_browser import CHROMIUM, CHROMIUM_FLAGS, OUTPUT, TIMEOUT_MS, textbox
+from tests.test_browser import CHROMIUM, OUTPUT, open_page, textbox
 from tests.test_app import running_app
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
@@ -32,19 +32,8 @@ def app(tmp_path_factory, tiny_blip_dir, tiny_qwen2_vl_dir):
 
 @pytest.fixture(scope="module")
 def page(app):
-    url, _ = app
-    OUTPUT.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(TIMEOUT_MS)
-        page = context.new_page()
-        page.goto(url, wait_until="load")
-        page.get_by_text("not a medical device").first.wait_for()
-        try:
-            yield page
-        finally:
-            browser.close()
+    with open_page(app[0]) as page:
+        yield page
 
 
 class Keys:
