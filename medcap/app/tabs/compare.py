@@ -119,6 +119,7 @@ def build_compare_tab(studio: Studio, demo: gr.Blocks) -> CompareTab:
     if pairwise is not None:
         wire_pairwise(studio, pairwise, slots, current_id, current_collection, reviewer, blind)
     _wire_navigation(studio, compare, open_button, previous_button, next_button, random_button)
+    _wire_reopening(studio, compare)
     _wire_queue(studio, compare, next_for_me)
     _wire_entering(studio, compare)
     _wire_generate(studio, compare, generate_button)
@@ -173,20 +174,6 @@ def _wire_navigation(studio: Studio, compare: CompareTab, open_button: gr.Button
         return {compare.modality: gr.update(choices=[ALL, *comparison.modalities], value=ALL),
                 compare.progress: "", **shown}  # the progress line was another queue's
 
-    def reopen(current, collection, name, opened_name, blind, profile: gr.OAuthProfile | None):
-        """A new reviewer name loads that reviewer's reviews; leaving the box unchanged
-        (blur fires anyway) touches nothing."""
-        if not current or (name or "").strip() == opened_name:
-            return gr.skip()
-        return compare.open_item(studio, current, name, collection=collection, blind=blind,
-                                 profile=profile)
-
-    def toggle_blind(current, collection, name, blind, profile: gr.OAuthProfile | None):
-        if not current:
-            return gr.skip()
-        return compare.open_item(studio, current, name, collection=collection, blind=blind,
-                                 profile=profile)
-
     open_button.click(open_item, [compare.image_id, compare.reviewer, compare.blind], outputs,
                       api_name="open_item")
     compare.image_id.submit(open_item, [compare.image_id, compare.reviewer, compare.blind],
@@ -201,6 +188,25 @@ def _wire_navigation(studio: Studio, compare: CompareTab, open_button: gr.Button
                              [compare.collection, compare.reviewer, compare.blind],
                              [compare.modality, compare.progress, *outputs],
                              api_visibility="private")
+
+
+def _wire_reopening(studio: Studio, compare: CompareTab) -> None:
+    """The open item again, for a new reviewer name or a blind-mode switch."""
+    outputs = compare.open_outputs
+
+    def toggle_blind(current, collection, name, blind, profile: gr.OAuthProfile | None):
+        if not current:
+            return gr.skip()
+        return compare.open_item(studio, current, name, collection=collection, blind=blind,
+                                 profile=profile)
+
+    def reopen(current, collection, name, opened_name, blind, profile: gr.OAuthProfile | None):
+        """A new reviewer name loads that reviewer's reviews; leaving the box unchanged
+        (blur fires anyway) touches nothing."""
+        if (name or "").strip() == opened_name:
+            return gr.skip()
+        return toggle_blind(current, collection, name, blind, profile)
+
     compare.reviewer.blur(reopen, [compare.current_id, compare.current_collection,
                                    compare.reviewer, compare.opened_by, compare.blind],
                           outputs, api_visibility="private")
