@@ -293,3 +293,47 @@ def test_a_caption_request_with_too_many_models_or_a_huge_prompt_is_refused(tmp_
     with pytest.raises(UploadError, match="keep it under"):
         list(studio.stream_upload(image, ["blip"], "x" * (MAX_PROMPT_CHARS + 1)))
     assert image.exists()  # a refused request reads nothing (and deletes nothing)
+
+
+def test_compute_thread_runs_every_job_in_one_thread_and_returns_or_raises():
+    from medcap.app.generation import ComputeThread
+
+    compute = ComputeThread()
+    try:
+        seen = _in_threads(4, lambda i: compute.run(lambda: (i, threading.get_ident())))
+        assert [value for value, _ in seen] == [0, 1, 2, 3]
+        assert len({ident for _, ident in seen}) == 1
+        assert seen[0][1] != threading.get_ident()
+        with pytest.raises(ZeroDivisionError):
+            compute.run(lambda: 1 / 0)
+        assert compute.run(lambda: "still serving") == "still serving"
+    finally:
+        compute.close()
+
+
+def test_cpu_models_of_a_pool_load_and_generate_in_one_thread(tiny_blip_dir, tiny_qwen2_vl_dir):
+    """One OpenMP thread team for the whole app (the generation module's docstring says why)."""
+    from medcap.app.models import ModelPool
+
+    pool = ModelPool([resolve_spec("blip", str(tiny_blip_dir), device="cpu", max_new_tokens=4),
+                      resolve_spec("qwen2-vl", str(tiny_qwen2_vl_dir), device="cpu",
+                                   max_new_tokens=4)],
+                     loop_settings=LoopSettings(gather_seconds=0))
+    threads: dict[str, set[int]] = {}
+    try:
+        for label in pool.labels:
+            captioner = pool.loop(label).captioner
+            for method in ("load", "generate_rows"):
+                original = getattr(captioner, method)
+
+                def traced(*args, _original=original, _label=label, **kwargs):
+                    threads.setdefault(_label, set()).add(threading.get_ident())
+                    return _original(*args, **kwargs)
+
+                setattr(captioner, method, traced)
+        cards = pool.caption_cards(pool.labels, _images(1)[0])
+        assert [card.error for card in cards] == ["", ""]
+        assert set(threads) == set(pool.labels)
+        assert len(set().union(*threads.values())) == 1
+    finally:
+        pool.close()

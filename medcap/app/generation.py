@@ -9,6 +9,14 @@ row. Every request holds a `CaptionRequest` handle: iterate it for `CaptionUpdat
 so far, then the final `Caption`), or call `cancel()` to end that request early; the other rows of
 the batch go on. Prompts may differ per request where the model batches them (Qwen2-VL,
 BLIP-2); otherwise requests with another prompt wait for the next batch. No gradio here.
+
+The loops of one app hand their batches to one shared `ComputeThread`, so every model loads and
+generates in the same OS thread. torch's OpenMP runtime keeps a team of worker threads for each
+thread that has run a parallel op, and once the teams hold more threads than the machine has
+cores it stops letting idle workers spin: every one of the hundreds of small ops of a decoding
+step then waits for its workers to wake up. On this 2-core machine one BLIP-base caption took
+1.6 s from a second thread against 1.15 s from a single one (`python -m
+benchmarks.bench_latency`). The models ran one after another anyway (`ModelPool.stream_cards`).
 """
 
 from __future__ import annotations
@@ -19,7 +27,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping, TypeVar
 
 from PIL import Image
 
@@ -62,6 +70,54 @@ def _bounded_int(env: Mapping[str, str], name: str, default: int, low: int, high
     if not low <= value <= high:
         raise ValueError(f"{name} must be from {low} to {high}, not {value}.")
     return value
+
+
+T = TypeVar("T")
+
+
+class ComputeThread:
+    """One long-lived thread that runs the model work it is given, one job at a time.
+
+    `run(job)` blocks its caller until `job()` has run here and returns its result (or raises its
+    exception). Share one between the generation loops of a process (see the module docstring).
+    """
+
+    def __init__(self, name: str = "medcap-compute") -> None:
+        self._name = name
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], Any], queue.SimpleQueue] | None] = (
+            queue.SimpleQueue())
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def run(self, job: Callable[[], T]) -> T:
+        reply: queue.SimpleQueue = queue.SimpleQueue()
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._serve, name=self._name, daemon=True)
+                self._thread.start()
+            self._jobs.put((job, reply))
+        ok, value = reply.get()
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """End the thread after the jobs already given (a later `run` starts a new one)."""
+        with self._lock:
+            thread, self._thread = self._thread, None
+            if thread is not None:
+                self._jobs.put(None)
+
+    def _serve(self) -> None:
+        while True:
+            item = self._jobs.get()
+            if item is None:
+                return
+            job, reply = item
+            try:
+                reply.put((True, job()))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+                reply.put((False, exc))
 
 
 class LoopBusy(RuntimeError):
@@ -124,9 +180,11 @@ class CaptionRequest:
 class GenerationLoop:
     """The one thread that runs `generate` for one captioner, batching concurrent requests."""
 
-    def __init__(self, captioner: Captioner, settings: LoopSettings | None = None) -> None:
+    def __init__(self, captioner: Captioner, settings: LoopSettings | None = None,
+                 compute: ComputeThread | None = None) -> None:
         self.captioner = captioner
         self.settings = settings or LoopSettings()
+        self.compute = compute  # where batches run; None: in this loop's own thread
         self._inbox: queue.Queue[CaptionRequest | None] = queue.Queue()
         self._held: deque[CaptionRequest] = deque()  # gathered but for a later batch (prompt)
         self._lock = threading.Lock()
@@ -220,11 +278,13 @@ class GenerationLoop:
 
     def _generate(self, batch: list[CaptionRequest]) -> None:
         self.batches.append(len(batch))
+
+        def job() -> list[Caption]:
+            return run_rows(self.captioner, [r.image for r in batch], [r.prompt for r in batch],
+                            lambda row, token: batch[row]._token(token), [r.stop for r in batch])
+
         try:
-            captions = run_rows(self.captioner, [r.image for r in batch],
-                                [r.prompt for r in batch],
-                                lambda row, token: batch[row]._token(token),
-                                [r.stop for r in batch])
+            captions = self.compute.run(job) if self.compute is not None else job()
         except Exception as exc:  # noqa: BLE001 - every request of the batch gets the message
             message = _error_message(exc)
             for request in batch:

@@ -4,9 +4,10 @@ card errors.
 Loading a model is the slow part of the app, so nothing is loaded when the page opens; the first
 caption request for a model loads it. A model that cannot load says why on its card in plain words
 (`medcap.app.messages`, the `ModelLoadError` text folded under it) and the other models still
-caption. Generation runs through `medcap.app.gpu.run_rows` (inside `spaces.GPU` on ZeroGPU). Every caption goes through the model's
-`GenerationLoop`, so concurrent users share batched `generate` calls, and `stream_cards` lets the
-Caption tab show each card's words as they come.
+caption. Generation runs through `medcap.app.gpu.run_rows` (inside `spaces.GPU` on ZeroGPU).
+Every caption goes through the model's `GenerationLoop`, so concurrent users share batched
+`generate` calls, and `stream_cards` lets the Caption tab show each card's words as they come.
+The CPU models of a pool load and generate in one shared `ComputeThread`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,13 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 from PIL import Image
 
 from medcap.app.cards import CaptionCard
-from medcap.app.generation import LOAD_FAILED, GenerationLoop, LoopBusy, LoopSettings
+from medcap.app.generation import (
+    LOAD_FAILED,
+    ComputeThread,
+    GenerationLoop,
+    LoopBusy,
+    LoopSettings,
+)
 from medcap.app.messages import explain, explain_entry, memory_words
 from medcap.models.fit import MemoryFit, memory_fit
 from medcap.models.registry import create_captioner, takes_prompt
@@ -41,6 +48,7 @@ class ModelPool:
         self.loop_settings = loop_settings or LoopSettings.from_env()
         self._captioners: dict[str, Captioner] = {}
         self._loops: dict[str, GenerationLoop] = {}
+        self._compute = ComputeThread()  # every CPU model loads and generates in this thread
         self._create_lock = threading.Lock()
         self._start_fits: dict[str, MemoryFit | None] | None = None
 
@@ -87,7 +95,8 @@ class ModelPool:
         captioner = self._captioner(label)
         with self._create_lock:
             if label not in self._loops:
-                self._loops[label] = GenerationLoop(captioner, self.loop_settings)
+                compute = self._compute if _runs_on_cpu(captioner.spec) else None
+                self._loops[label] = GenerationLoop(captioner, self.loop_settings, compute)
             return self._loops[label]
 
     def close(self) -> None:
@@ -96,6 +105,7 @@ class ModelPool:
             loops, self._loops = list(self._loops.values()), {}
         for loop in loops:
             loop.close()
+        self._compute.close()
 
     def caption_cards(self, labels: Sequence[str], image: Image.Image, prompt: str | None = None,
                       progress: ProgressCallback | None = None) -> list[CaptionCard]:
@@ -194,6 +204,20 @@ class ModelPool:
         if self.is_loaded(label):
             return "Generating…"
         return "Loading the model (first use), then generating…"
+
+
+def _runs_on_cpu(spec: ModelSpec) -> bool:
+    """Whether a model will run on the CPU: those share the pool's compute thread (one OpenMP
+    thread team; `medcap.app.generation`). A GPU model keeps its loop's own thread. Asked at the
+    first caption, which imports torch anyway; a device that is not there counts as CPU (its load
+    fails with its own message)."""
+    from medcap.models.errors import ModelLoadError
+    from medcap.models.loading import pick_device
+
+    try:
+        return pick_device(spec.device) == "cpu"
+    except ModelLoadError:
+        return True
 
 
 def _card_from_update(spec: ModelSpec, update: CaptionUpdate) -> CaptionCard:
