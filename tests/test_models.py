@@ -113,6 +113,26 @@ def test_qwen2_vl_max_pixels_caps_visual_tokens(tiny_qwen2_vl_dir):
     assert tokens_few <= 4 < tokens_many <= 16
 
 
+def test_qwen2_vl_without_a_budget_gets_fewer_visual_tokens_on_a_cpu(tiny_qwen2_vl_dir):
+    """The registry sets no max_pixels: 336 x 336 (144 tokens) on a CPU, 448 x 448 on a GPU;
+    a budget in the spec (a LoRA's training budget) wins everywhere."""
+    from medcap.models.registry import pin_image_budget
+
+    assert resolve_spec("qwen2-vl").max_pixels is None
+    big = Image.new("RGB", (1200, 900), "white")
+    cpu = create_captioner(resolve_spec("q", str(tiny_qwen2_vl_dir), device="cpu"))
+    cpu.load()
+    assert cpu.image_budget() == 336 * 336
+    tokens = int(np.prod(cpu.prepare([big]).inputs["image_grid_thw"][0].tolist())) // 4
+    assert 100 < tokens <= 144
+    pinned = pin_image_budget(resolve_spec("q", str(tiny_qwen2_vl_dir)), "cuda")
+    assert pinned.max_pixels == 448 * 448
+    assert create_captioner(pinned).image_budget() == 448 * 448  # not loaded: the pinned one
+    own = resolve_spec("q", str(tiny_qwen2_vl_dir), max_pixels=28 * 28 * 9)
+    assert pin_image_budget(own, "cpu") is own
+    assert pin_image_budget(resolve_spec("blip"), "cpu").max_pixels is None
+
+
 def test_decoding_is_deterministic(tiny_blip_dir):
     images = _images()[:2]
     first = create_captioner(resolve_spec("blip", str(tiny_blip_dir))).caption(images)

@@ -96,3 +96,27 @@ def test_quantization_benchmark_runs_on_tiny_models(tmp_path, capsys):
     assert bench_quantization.main(argv) == 0
     rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| BLIP")]
     assert [row.split("|")[2].strip() for row in rows] == ["fp32", "bf16", "int8"]
+
+
+def test_an_int8_layer_given_many_rows_multiplies_in_bf16_with_the_same_result():
+    """The prompt pass widens the weight instead of the few-row int8 kernel (quantize's docstring);
+    both give the product of the same int8 weights."""
+    from medcap.models.quantize import DEQUANTIZE_ABOVE_ROWS, quantize_language_model
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(64, 96)).to(torch.bfloat16)
+    assert quantize_language_model(model, keep=()) == 1
+    layer = model[0]
+    weight = layer.weight._data.to(torch.float32) * layer.weight._scale.to(torch.float32)
+    kernel_calls = []
+    original = torch._weight_int8pack_mm
+    try:
+        torch._weight_int8pack_mm = lambda *a: kernel_calls.append(a[0].shape[0]) or original(*a)
+        for rows in (1, DEQUANTIZE_ABOVE_ROWS, DEQUANTIZE_ABOVE_ROWS + 1, 300):
+            x = torch.randn(rows, 64).to(torch.bfloat16)
+            expected = x.float() @ weight.T + layer.bias.float()
+            got = layer(x).float()
+            assert torch.allclose(got, expected, rtol=0.02, atol=0.05), rows
+    finally:
+        torch._weight_int8pack_mm = original
+    assert kernel_calls == [1, DEQUANTIZE_ABOVE_ROWS]  # many rows never reach the int8 kernel

@@ -109,7 +109,11 @@ def caption_with_model(spec: ModelSpec, args: argparse.Namespace, writer: "Resul
     from medcap.cli.caption import report, write_windows
     from medcap.pipeline import Batch
 
+    from medcap.models.registry import pin_image_budget
+
     vllm = getattr(args, "backend", "transformers") == "vllm"
+    # The workers that prepare images see no GPU: the budget is the one the actors' device gets.
+    spec = pin_image_budget(spec, "cuda" if args.num_gpus_per_worker else "cpu")
     _checked_captioner(spec, vllm).load_processor()  # a bad folder fails here, not in a worker
     started = time.perf_counter()
     done = {image_id for image_id, model in writer.done if model == spec.label}

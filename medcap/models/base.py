@@ -25,6 +25,7 @@ from PIL import Image
 from medcap.models import loading, quantize
 from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
+from medcap.models.families import family_traits
 from medcap.models.spec import ModelSpec
 from medcap.models.streaming import (
     CaptionUpdate,
@@ -332,6 +333,17 @@ class Captioner(ABC):
             return prompt.strip()
         return self.spec.prompt
 
+    def image_budget(self) -> int | None:
+        """The spec's `max_pixels`, else the family's default where the model runs (a CPU gets
+        fewer Qwen2-VL visual tokens than a GPU; `medcap.models.families`)."""
+        if self.spec.max_pixels:
+            return self.spec.max_pixels
+        traits = family_traits(self.spec.family)
+        if traits is None:
+            return None
+        device = self.device if self.loaded else _planned_device(self.spec)
+        return traits.default_max_pixels(device)
+
     def _to_device(self, value: Any) -> Any:
         if not isinstance(value, torch.Tensor):
             return value
@@ -449,6 +461,15 @@ class _ChosenTokenLogprob:
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         self.steps.append(torch.log_softmax(scores.float(), dim=-1).amax(dim=-1))
         return scores
+
+
+def _planned_device(spec: ModelSpec) -> str:
+    """Where a model not loaded yet will run (the Ray engine's CPU workers prepare batches for a
+    model in another process: the driver pins the budget in the spec, `pin_image_budget`)."""
+    try:
+        return loading.pick_device(spec.device)
+    except ModelLoadError:
+        return "cpu"
 
 
 def _tidy(text: str) -> str:

@@ -23,6 +23,15 @@ class FamilyTraits:
     # Modules outside the language model (vision encoder, BLIP-2's Q-Former and projection), kept
     # in full precision by the CPU int8 quantization (medcap.models.quantize); transformers 5 names.
     vision_modules: ClassVar[tuple[str, ...]] = ()
+    # Image area budget (pixels) when a spec sets none, by where the model runs; None: the
+    # family's processor decides (BLIP: a fixed 384 x 384).
+    gpu_max_pixels: ClassVar[int | None] = None
+    cpu_max_pixels: ClassVar[int | None] = None
+
+    @classmethod
+    def default_max_pixels(cls, device: str) -> int | None:
+        """The image budget a spec without `max_pixels` gets on `device`."""
+        return cls.cpu_max_pixels if device == "cpu" else cls.gpu_max_pixels
 
 
 class BlipFamily(FamilyTraits):
@@ -48,6 +57,11 @@ class Qwen2VLFamily(FamilyTraits):
     takes_prompt = True
     vision_modules = ("model.visual",)
     captioner_path = "medcap.models.qwen2_vl:Qwen2VLCaptioner"
+    # Visual tokens = area / 784. On a GPU 448 x 448 (256 tokens); on a CPU 336 x 336 (144): the
+    # vision tower and the prompt pass grow with the tokens, and at 256 the first word of a
+    # caption came after 5.2 s on 2 cores, at 144 after 2.2 s (`benchmarks.bench_latency`).
+    gpu_max_pixels = 448 * 448
+    cpu_max_pixels = 336 * 336
 
 
 _TRAITS: dict[str, type[FamilyTraits]] = {

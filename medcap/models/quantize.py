@@ -5,9 +5,12 @@ weight of the language model, its output head included, as int8 with one scale p
 (optimum-quanto's `qint8`). Activations stay bfloat16, so each decoder matmul runs torch's
 `_weight_int8pack_mm` CPU kernel: it reads a quarter of the fp32 bytes per generated token,
 which is what decoding on a CPU waits for. With fp32 activations the same kernel is slower than
-plain fp32, so `int8` always computes in bfloat16. The kernel is made for few rows: on a
-prefill of hundreds of tokens it is slower than bf16 (577 rows of 768: 9 ms against 5 ms), so
-the gain is in the generated tokens, not in a long prompt. optimum-quanto was chosen over torchao because
+plain fp32, so `int8` always computes in bfloat16. The kernel is made for few rows: on a prompt
+of hundreds of tokens it is 2-3x slower than bf16 (244 rows of 1536 -> 8960: 20 ms against
+7 ms), which made Qwen2-VL's first word later in int8 than in bf16. So a layer given more than
+`DEQUANTIZE_ABOVE_ROWS` rows (the prompt pass, BLIP's cross-attention over 577 image patches)
+widens its int8 weight to bf16 for that call and scales the product's columns (10 ms), and the
+generated tokens, one row per caption, keep the int8 kernel. optimum-quanto was chosen over torchao because
 torchao's int8 weight-only linear dequantizes the whole weight at every call outside
 `torch.compile` (5x slower than bf16 here).
 
@@ -20,6 +23,7 @@ output heads half-made, so it is not used.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any, Sequence
 
 from medcap.models.errors import ModelLoadError
@@ -29,6 +33,8 @@ if TYPE_CHECKING:
 
     from medcap.models.spec import ModelSpec
 
+DEQUANTIZE_ABOVE_ROWS = 32
+"""Rows above which an int8 layer multiplies in bf16 (measured crossover on 1536 x 8960: 24-48)."""
 GPU_QUANTIZATIONS = ("8bit", "4bit")  # bitsandbytes, CUDA only
 CPU_QUANTIZATIONS = ("int8",)  # optimum-quanto weight-only int8 of the language model
 
@@ -104,8 +110,9 @@ def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
     """Store every Linear weight outside `keep` as int8 (in place); returns how many changed.
     Each bf16 weight is dropped as soon as its int8 copy exists."""
     import torch
-    from optimum.quanto import QLinear, QModuleMixin, qint8
+    from optimum.quanto import QModuleMixin, qint8
 
+    int8_linear = _int8_linear_class()
     changed = 0
     for name, module in list(model.named_modules()):
         if _kept(name, keep):
@@ -115,12 +122,35 @@ def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
                 module.freeze()
                 changed += 1
         elif type(module) is torch.nn.Linear:
-            qlinear = QLinear.from_module(module, weights=qint8)
+            qlinear = int8_linear.from_module(module, weights=qint8)
             qlinear.freeze()
             qlinear.weight.requires_grad_(False)
             model.set_submodule(name, qlinear)
             changed += 1
     return changed
+
+
+@functools.cache
+def _int8_linear_class() -> type:
+    """optimum-quanto's `QLinear`, multiplying in bf16 when given many rows (module docstring);
+    made on first use so that importing medcap does not import optimum-quanto."""
+    import torch
+    from optimum.quanto import QLinear
+
+    class Int8Linear(QLinear):
+        def forward(self, input: torch.Tensor) -> torch.Tensor:
+            weight = self.weight
+            data, scale = getattr(weight, "_data", None), getattr(weight, "_scale", None)
+            if (data is None or scale is None or data.dtype != torch.int8
+                    or input.numel() <= DEQUANTIZE_ABOVE_ROWS * input.shape[-1]):
+                return super().forward(input)
+            # int8 values are exact in bf16; one scale per output row scales the output column.
+            out = torch.nn.functional.linear(input, data.to(input.dtype))
+            out = out * scale.reshape(-1).to(out.dtype)
+            return out + self.bias if self.bias is not None else out
+
+    Int8Linear.__name__ = Int8Linear.__qualname__ = "Int8Linear"
+    return Int8Linear
 
 
 def linear_layers(model: Any, keep: Sequence[str]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -49,7 +49,7 @@ class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
                  prompts: list[str | None]) -> dict[str, Any]:
         text = [self.chat_text(prompt, processor) for prompt in prompts]  # left padded
         return dict(processor(text=text, images=images, padding=True, return_tensors="pt",
-                              **image_size_kwargs(processor, self.spec.max_pixels)))
+                              **image_size_kwargs(processor, self.image_budget())))
 
 
 # Shared with finetune/qwen2vl_lora.py, so training sees exactly the inputs captioning sends.

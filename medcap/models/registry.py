@@ -61,7 +61,6 @@ def blip2_lora() -> ModelSpec:
 def qwen2_vl() -> ModelSpec:
     return ModelSpec(
         name="qwen2-vl", family="qwen2-vl", source="Qwen/Qwen2-VL-2B-Instruct", batch_size=8,
-        max_pixels=448 * 448,
         generation=GenerationSettings(max_new_tokens=128),
         description="Qwen2-VL-2B-Instruct prompted for a radiology caption",
     )
@@ -149,6 +148,15 @@ def _spec_from_folder(name: str, folder: Path, base: ModelSpec | None) -> ModelS
     if family:
         return ModelSpec(name=name, family=family, source=str(folder))
     return None
+
+
+def pin_image_budget(spec: ModelSpec, device: str) -> ModelSpec:
+    """`spec` with the family's image budget for `device` written in when it sets none: for
+    processes that prepare images for a model running elsewhere (the Ray engine's workers)."""
+    traits = family_traits(spec.family)
+    if spec.max_pixels or traits is None or traits.default_max_pixels(device) is None:
+        return spec
+    return spec.with_overrides(max_pixels=traits.default_max_pixels(device))
 
 
 def resolve_spec(name: str, source: str | None = None, **overrides: Any) -> ModelSpec:

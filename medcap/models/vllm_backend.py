@@ -23,6 +23,7 @@ from medcap.models import loading
 from medcap.models.base import Caption
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.qwen2_vl import Qwen2VLCaptioner
+from medcap.models.registry import pin_image_budget
 from medcap.models.spec import GenerationSettings, ModelSpec
 
 INSTALL_HINT = (
@@ -55,8 +56,9 @@ def engine_kwargs(spec: ModelSpec, model_dir: Path, settings: VllmSettings) -> d
         "limit_mm_per_prompt": {"image": 1},
         **asdict(settings),
     }
-    if spec.max_pixels:
-        kwargs["mm_processor_kwargs"] = {"max_pixels": spec.max_pixels}
+    budget = pin_image_budget(spec, "cuda").max_pixels  # vLLM runs on a GPU
+    if budget:
+        kwargs["mm_processor_kwargs"] = {"max_pixels": budget}
     return kwargs
 
 
