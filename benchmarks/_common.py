@@ -240,7 +240,8 @@ def build_qwen2_vl(cache: Path, size: QwenSize = QWEN2_VL_05B_LM, seed: int = 0)
     from transformers import (Qwen2Tokenizer, Qwen2VLConfig, Qwen2VLForConditionalGeneration,
                               Qwen2VLImageProcessor, Qwen2VLProcessor, Qwen2VLVideoProcessor)
 
-    directory, ready = _cached_dir(Path(cache), "qwen2-vl", size)
+    # Saved in bf16, as the hub's Qwen2-VL-2B-Instruct is: loading it peaks as the real one does.
+    directory, ready = _cached_dir(Path(cache), "qwen2-vl-bf16", size)
     if ready:
         return directory
     directory.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +284,7 @@ def build_qwen2_vl(cache: Path, size: QwenSize = QWEN2_VL_05B_LM, seed: int = 0)
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=True,  # as in Qwen2-0.5B and Qwen2-VL-2B
     )
-    model = _instantiate(Qwen2VLForConditionalGeneration, config, seed)
+    model = _instantiate(Qwen2VLForConditionalGeneration, config, seed, dtype=torch.bfloat16)
     model.generation_config.eos_token_id = ids["<|im_end|>"]
     model.generation_config.pad_token_id = ids["<|endoftext|>"]
     return _finish(model, processor, directory)

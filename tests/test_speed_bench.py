@@ -119,12 +119,21 @@ def test_greedy_probabilities_equal_generate_scores(name, fixture, overrides, re
 
 
 def test_latency_benchmark_runs_on_tiny_models(tmp_path, capsys):
+    """Both paths of both models, each in its own process, and the memory table."""
     from benchmarks import bench_latency
 
-    argv = ["--size", "tiny", "--requests", "3", "--new-tokens", "4", "--repeat", "1", "--rounds", "1",
-            "--cache-dir", str(tmp_path), "--image-sizes", "64x48"]
+    argv = ["--size", "tiny", "--requests", "3", "--new-tokens", "4", "--repeat", "1",
+            "--rounds", "1", "--cache-dir", str(tmp_path), "--image-sizes", "64x48",
+            "--models", "blip,qwen2-vl"]
     assert bench_latency.main(argv) == 0
-    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| BLIP")]
-    assert len(table) == 5  # detokenize, today / streamed latency, one by one / at once
-    assert "old (quadratic)" not in table[0] and table[0].rstrip(" |").endswith("x")
-    assert table[4].rstrip(" |").endswith("x") and "batched by the loop" in table[4]
+    lines = capsys.readouterr().out.splitlines()
+    rows = {model: [line for line in lines if line.startswith(f"| {model}")]
+            for model in ("BLIP (tiny)", "Qwen2-VL (tiny)")}
+    for model, table in rows.items():
+        assert len(table) == 5, table  # detokenize, today / new latency, one by one / at once
+        assert table[0].rstrip(" |").endswith("x") and "old (quadratic)" not in table[0]
+        assert "today: caption() then show; bf16 weights" in table[1]
+        assert "new: streamed, GenerationLoop; int8 weights" in table[2]
+        assert "batched by the loop [3]" in table[4] and table[4].rstrip(" |").endswith("x")
+    memory = [line for line in lines if line.startswith(("| today: BLIP", "| new: BLIP"))]
+    assert len(memory) == 2 and all(line.count("GiB") == 3 for line in memory), memory

@@ -101,12 +101,14 @@ class ComputeThread:
             raise value
         return value
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 10.0) -> None:
         """End the thread after the jobs already given (a later `run` starts a new one)."""
         with self._lock:
             thread, self._thread = self._thread, None
             if thread is not None:
                 self._jobs.put(None)
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
 
     def _serve(self) -> None:
         while True:
