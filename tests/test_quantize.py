@@ -25,6 +25,9 @@ def _images() -> list[Image.Image]:
             for i in range(4)]
 
 
+HEADS = ("lm_head", "predictions.decoder")  # the output heads, int8 unless tied
+
+
 def _captioner(family: str, folder, **overrides):
     spec = resolve_spec(family, str(folder), device="cpu", max_new_tokens=12, **overrides)
     return create_captioner(spec)
@@ -36,11 +39,26 @@ def test_int8_captions_run_on_cpu_with_int8_language_model(request, family, fixt
     int8 = _captioner(family, folder, quantization="int8")
     captions = int8.caption(_images())
     language, kept = linear_layers(int8.model, int8.vision_modules)
-    assert language and set(language.values()) == {torch.int8}
+    heads = {name: dtype for name, dtype in language.items() if name.endswith(HEADS)}
+    body = {name: dtype for name, dtype in language.items() if name not in heads}
+    assert body and set(body.values()) == {torch.int8}
     assert kept and torch.int8 not in set(kept.values())  # the vision side stays bf16
     assert int8.dtype == torch.bfloat16 and int8.device == "cpu"
-    heads = [name for name in language if name.endswith(("lm_head", "predictions.decoder"))]
-    assert heads, "the output head (tied to the embeddings) is int8 too"
+    from optimum.quanto import QTensor
+
+    # A head tied to the embeddings stays bf16 and shared (quantize's docstring); an untied one
+    # is int8 like the rest.
+    storages = [t.untyped_storage().data_ptr()
+                for _, t in int8.model.named_parameters(remove_duplicate=False)
+                if not isinstance(t, QTensor)]  # an int8 weight's storage is quanto's own
+    assert heads
+    for name, dtype in heads.items():
+        weight = int8.model.get_submodule(name).weight
+        if isinstance(weight, QTensor):
+            assert dtype == torch.int8
+        else:  # left bf16 only because it is the embeddings' own memory
+            assert dtype == torch.bfloat16
+            assert storages.count(weight.untyped_storage().data_ptr()) > 1, name
     assert all(caption.tokens for caption in captions)
 
     full = _captioner(family, folder, dtype="float32").caption(_images())
@@ -55,7 +73,7 @@ def test_int8_merges_a_lora_adapter_before_quantizing(tiny_blip2_dir, tiny_blip2
                            quantization="int8")
     captions = captioner.caption(_images()[:2])
     language, _ = linear_layers(captioner.model, captioner.vision_modules)
-    assert set(language.values()) == {torch.int8}
+    assert {dtype for name, dtype in language.items() if not name.endswith(HEADS)} == {torch.int8}
     assert not any("lora" in name for name in language)  # merged, not kept beside the weights
     assert len(captions) == 2
 
@@ -120,3 +138,21 @@ def test_an_int8_layer_given_many_rows_multiplies_in_bf16_with_the_same_result()
     finally:
         torch._weight_int8pack_mm = original
     assert kernel_calls == [1, DEQUANTIZE_ABOVE_ROWS]  # many rows never reach the int8 kernel
+
+
+def test_a_replaced_weight_hands_back_its_file_pages_and_nothing_else(tmp_path):
+    """Only memory mapped from a weight file is given back (quantize's docstring)."""
+    from safetensors.torch import load_file, save_file
+
+    from medcap.models.quantize import MappedWeightFiles
+
+    path = tmp_path / "w.safetensors"
+    save_file({"w": torch.ones(1024, 1024)}, str(path))  # 4 MiB
+    mapped_tensor = load_file(str(path))["w"]
+    in_memory = torch.ones(1024, 1024)
+    mapped = MappedWeightFiles()
+    if not mapped.ranges:
+        pytest.skip("no /proc/self/maps, or safetensors did not memory-map the file here")
+    assert mapped.drop(in_memory) == 0 and bool(in_memory.eq(1).all())
+    assert mapped.drop(mapped_tensor) > 0
+    assert bool(mapped_tensor.eq(1).all())  # read again from the file

@@ -1,8 +1,10 @@
 """Quantized weights: bitsandbytes 8-/4-bit on CUDA GPUs, weight-only int8 on CPUs.
 
 `int8` keeps the vision encoder (and BLIP-2's Q-Former) as they are and stores every Linear
-weight of the language model, its output head included, as int8 with one scale per output row
-(optimum-quanto's `qint8`). Activations stay bfloat16, so each decoder matmul runs torch's
+weight of the language model as int8 with one scale per output row (optimum-quanto's `qint8`),
+except an output head tied to the input embeddings (Qwen2-VL's, BLIP's): that one shares the
+embeddings' memory, so an int8 copy would add memory (233 MB for Qwen2-VL-2B) where the rest
+saves it, and quantizing its 151,936 rows at once peaked 2.4 GiB above the model. Activations stay bfloat16, so each decoder matmul runs torch's
 `_weight_int8pack_mm` CPU kernel: it reads a quarter of the fp32 bytes per generated token,
 which is what decoding on a CPU waits for. With fp32 activations the same kernel is slower than
 plain fp32, so `int8` always computes in bfloat16. The kernel is made for few rows: on a prompt
@@ -15,15 +17,24 @@ torchao's int8 weight-only linear dequantizes the whole weight at every call out
 `torch.compile` (5x slower than bf16 here).
 
 The model loads in bfloat16 as usual (a LoRA adapter is merged then) and its language model is
-quantized layer by layer right after, so loading peaks at the bf16 size and the int8 model then
-holds less. Quantizing while loading (transformers' `QuantoConfig`) peaked higher here
+quantized layer by layer right after. A bf16 checkpoint (the hub's Qwen2-VL) is not read into
+memory by loading: its tensors are views of the memory-mapped file, whose pages become resident
+as they are read. Quantizing reads every language-model weight once, so without more care the
+process ended holding the whole bf16 file as well as the int8 copy (Qwen2-VL-2B: 9.7 GiB peak,
+5.1 GiB after). So each replaced weight's file pages are handed back as soon as its int8 copy
+exists (`madvise(MADV_DONTNEED)`, only on ranges mapped from a weight file and only for weights
+nothing else shares), and the heap freed by the quantizer's temporaries is trimmed as it goes. Quantizing while loading (transformers' `QuantoConfig`) peaked higher here
 (Qwen2-VL-2B from an fp32 checkpoint: 16.2 GiB peak RSS against 13.2 GiB in bf16) and left tied
 output heads half-made, so it is not used.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import functools
+import mmap
+from collections import Counter
 from typing import TYPE_CHECKING, Any, Sequence
 
 from medcap.models.errors import ModelLoadError
@@ -91,19 +102,58 @@ def finish(model: Any, spec: ModelSpec, keep: Sequence[str]) -> Any:
     return model
 
 
+@functools.cache
+def _libc() -> Any:
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name, use_errno=True) if name else None
+    except OSError:
+        return None
+
+
 def release_freed_memory() -> None:
     """Hand the heap that loading freed (fp32 -> bf16 -> int8 copies) back to the system: without
     it glibc keeps it: BLIP-base in int8 held 1.6 GiB RSS after loading (bf16: 1.2), 1.1 after."""
-    import ctypes
-    import ctypes.util
+    libc = _libc()
+    if libc is not None and hasattr(libc, "malloc_trim"):  # not glibc (macOS, musl): nothing
+        libc.malloc_trim(0)
 
-    name = ctypes.util.find_library("c")
-    try:
-        libc = ctypes.CDLL(name) if name else None
-        if libc is not None and hasattr(libc, "malloc_trim"):
-            libc.malloc_trim(0)
-    except OSError:  # not glibc (macOS, musl): nothing to trim
-        pass
+
+WEIGHT_FILE_SUFFIXES = (".safetensors", ".bin")
+MADV_DONTNEED = 4  # Linux
+
+
+class MappedWeightFiles:
+    """The address ranges this process has mapped from weight files (Linux `/proc/self/maps`;
+    none elsewhere), so the pages of a weight that is no longer used can be handed back."""
+
+    def __init__(self, maps: str = "/proc/self/maps") -> None:
+        self.ranges: list[tuple[int, int]] = []
+        try:
+            with open(maps, encoding="utf-8", errors="replace") as lines:
+                for line in lines:
+                    fields = line.split(maxsplit=5)
+                    if len(fields) == 6 and fields[5].strip().endswith(WEIGHT_FILE_SUFFIXES):
+                        start, _, end = fields[0].partition("-")
+                        self.ranges.append((int(start, 16), int(end, 16)))
+        except OSError:
+            pass
+
+    def drop(self, tensor: Any) -> int:
+        """Unmap the resident pages wholly inside `tensor`'s storage when that storage lies in a
+        mapped weight file (the file stays the source: a later read would load them again).
+        Returns the bytes handed back (0 for memory that is not a file's)."""
+        storage = tensor.untyped_storage()
+        start, end = storage.data_ptr(), storage.data_ptr() + storage.nbytes()
+        libc = _libc()
+        if libc is None or not any(low <= start and end <= high for low, high in self.ranges):
+            return 0
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = end // mmap.PAGESIZE * mmap.PAGESIZE
+        if last <= first or libc.madvise(ctypes.c_void_p(first), ctypes.c_size_t(last - first),
+                                         MADV_DONTNEED) != 0:
+            return 0
+        return last - first
 
 
 def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
@@ -113,6 +163,10 @@ def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
     from optimum.quanto import QModuleMixin, qint8
 
     int8_linear = _int8_linear_class()
+    mapped = MappedWeightFiles()
+    uses = Counter(t.untyped_storage().data_ptr()
+                   for _, t in [*model.named_parameters(remove_duplicate=False),
+                                *model.named_buffers(remove_duplicate=False)])
     changed = 0
     for name, module in list(model.named_modules()):
         if _kept(name, keep):
@@ -122,11 +176,17 @@ def quantize_language_model(model: Any, keep: Sequence[str]) -> int:
                 module.freeze()
                 changed += 1
         elif type(module) is torch.nn.Linear:
+            bf16 = module.weight
+            if uses[bf16.untyped_storage().data_ptr()] > 1:
+                continue  # an output head tied to the embeddings: see the docstring
             qlinear = int8_linear.from_module(module, weights=qint8)
             qlinear.freeze()
             qlinear.weight.requires_grad_(False)
             model.set_submodule(name, qlinear)
+            mapped.drop(bf16)
             changed += 1
+            if changed % 16 == 0:
+                release_freed_memory()
     return changed
 
 
