@@ -57,6 +57,7 @@ class Settings:
     dtype: str = "auto"  # auto: bf16 on GPUs and CPUs with native bf16, else fp32
     quantization: str | None = None  # int8 (CPU) or 8bit/4bit (CUDA): medcap.models.quantize
     check_memory: bool = True
+    max_pixels: Any = None  # image budget for models that take one (Qwen2-VL); None: per device
     review_categories: Any = None  # a file path or an inline list; None: the default categories
 
     def model_specs(self) -> tuple[list[ModelSpec], dict[str, str]]:
@@ -76,14 +77,22 @@ class Settings:
                 spec = resolve_spec(name, source, **overrides)
                 if spec.requires_adapter and not spec.adapter and self.blip2_adapter:
                     spec = resolve_spec(name, self.blip2_adapter, **overrides)
+                spec = self._with_image_budget(spec)
                 check_ready(spec)  # listed as unavailable now, not after a user's first click
                 specs.append(spec)
             except ModelLoadError as exc:
                 problems[entry] = str(exc)
         known = {s.name for s in specs}
         runs = [s for s in discover_runs(self.runs_dir) if s.name not in known]
-        specs += [replace(s, **runtime) for s in runs]
+        specs += [self._with_image_budget(replace(s, **runtime)) for s in runs]
         return specs, problems
+
+    def _with_image_budget(self, spec: ModelSpec) -> ModelSpec:
+        """`max_pixels` from the settings, except where the spec has its own (a fine-tune's
+        training budget)."""
+        if self.max_pixels is None or spec.max_pixels:
+            return spec
+        return spec.with_overrides(max_pixels=self.max_pixels)
 
     def _runtime_overrides(self) -> dict[str, Any]:
         """Where and how every model runs, the same for configured models and fine-tune runs."""
@@ -92,8 +101,25 @@ class Settings:
         if self.quantization not in QUANTIZATIONS:
             raise ModelLoadError(f"quantization '{self.quantization}' is not one of "
                                  f"{', '.join(q for q in QUANTIZATIONS if q)} (or empty).")
+        if self.max_pixels is not None:
+            self.max_pixels = _checked_max_pixels(self.max_pixels)
         return {"device": self.device, "dtype": self.dtype, "check_memory": self.check_memory,
                 "quantization": self.quantization}
+
+
+MAX_PIXELS_RANGE = (28 * 28 * 4, 28 * 28 * 16384)  # 4 to 16,384 Qwen2-VL patches of 28 x 28
+
+
+def _checked_max_pixels(value: Any) -> int:
+    low, high = MAX_PIXELS_RANGE
+    try:
+        pixels = int(str(value).strip())
+    except ValueError:
+        pixels = None
+    if pixels is None or not low <= pixels <= high:
+        raise ModelLoadError(f"max_pixels must be a whole number of pixels from {low:,} to "
+                             f"{high:,} (e.g. 200704 for 448 x 448), not {value!r}.")
+    return pixels
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -110,7 +136,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
     settings = Settings()
     if "models" in data:
         settings.model_names = [str(m) for m in data["models"]]
-    for key in ("data_source", "data_split", "blip2_adapter", "device", "dtype", "quantization"):
+    for key in ("data_source", "data_split", "blip2_adapter", "device", "dtype", "quantization",
+                "max_pixels"):
         if key in data:
             setattr(settings, key, data[key])
     for key in ("reviews_db", "runs_dir"):
@@ -138,6 +165,8 @@ def load_settings(env: Mapping[str, str] | None = None, config_file: str | Path 
         settings.dtype = env["MEDCAP_DTYPE"]
     if "MEDCAP_QUANTIZATION" in env:
         settings.quantization = env["MEDCAP_QUANTIZATION"].strip() or None
+    if env.get("MEDCAP_MAX_PIXELS", "").strip():
+        settings.max_pixels = env["MEDCAP_MAX_PIXELS"].strip()
     if env.get("MEDCAP_SKIP_MEMORY_CHECK", "").lower() in ("1", "true", "yes"):
         settings.check_memory = False
     return settings

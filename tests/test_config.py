@@ -55,3 +55,25 @@ def test_blip2_lora_without_adapter_is_unavailable_from_the_start(tmp_path, tiny
     assert [s.name for s in specs] == ["blip"]
     assert "'blip2-lora' needs a LoRA adapter" in problems["blip2-lora"]
     assert "MEDCAP_BLIP2_ADAPTER" in problems["blip2-lora"]
+
+
+def test_max_pixels_reaches_models_without_their_own_budget(tmp_path, tiny_qwen2_vl_dir):
+    """MEDCAP_MAX_PIXELS replaces the per-device default; a fine-tune's own budget stays."""
+    run = tmp_path / "runs" / "qwen-roco"
+    run.mkdir(parents=True)
+    write_manifest(run, Manifest(family="qwen2-vl", base_model=str(tiny_qwen2_vl_dir),
+                                 weights="full", path=str(tiny_qwen2_vl_dir), name="qwen-roco",
+                                 max_pixels=28 * 28 * 64))
+    env = {"MEDCAP_MODELS": "qwen2-vl", "MEDCAP_RUNS_DIR": str(tmp_path / "runs"),
+           "MEDCAP_SKIP_MEMORY_CHECK": "1"}
+    absent = tmp_path / "absent.toml"
+    by_name = {s.name: s for s in load_settings(env=env, config_file=absent).model_specs()[0]}
+    assert (by_name["qwen2-vl"].max_pixels, by_name["qwen-roco"].max_pixels) == (None, 50176)
+    specs, problems = load_settings(env={**env, "MEDCAP_MAX_PIXELS": " 200704 "},
+                                    config_file=absent).model_specs()
+    assert not problems
+    assert {s.name: s.max_pixels for s in specs} == {"qwen2-vl": 200704, "qwen-roco": 50176}
+    for bad in ("lots", "100", "999999999"):
+        specs, problems = load_settings(env={**env, "MEDCAP_MAX_PIXELS": bad},
+                                        config_file=absent).model_specs()
+        assert specs == [] and "max_pixels must be a whole number of pixels" in problems["qwen2-vl"]
