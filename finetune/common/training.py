@@ -177,7 +177,6 @@ def run_training(config: TrainConfig, recipe: Recipe, splits: Splits,
     run_dir = config.run_dir
     run_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = resume_checkpoint(config)
-    outputs.write_config(run_dir, config)
     eval_records = splits.validation[: config.caption_eval_limit or None]
     required = () if config.best_metric == "loss" else (config.best_metric,)
     evaluator = CaptionEvaluator(recipe.eval_spec, recipe.eval_processor, eval_records,
@@ -194,6 +193,8 @@ def run_training(config: TrainConfig, recipe: Recipe, splits: Splits,
         caption_evaluator=evaluator,
         samples_file=run_dir / outputs.SAMPLES_FILE,
     )
+    if trainer.is_world_process_zero():  # every process writing the same file raced (DDP)
+        outputs.write_config(run_dir, config)
     if checkpoint:
         log.info("resuming from %s", checkpoint)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
