@@ -130,10 +130,11 @@ def test_latency_benchmark_runs_on_tiny_models(tmp_path, capsys):
     rows = {model: [line for line in lines if line.startswith(f"| {model}")]
             for model in ("BLIP (tiny)", "Qwen2-VL (tiny)")}
     for model, table in rows.items():
-        assert len(table) == 5, table  # detokenize, today / new latency, one by one / at once
+        assert len(table) == 6, table  # detokenize, today / new / again, one by one / at once
         assert table[0].rstrip(" |").endswith("x") and "old (quadratic)" not in table[0]
         assert "today: caption() then show; bf16 weights" in table[1]
         assert "new: streamed, GenerationLoop; int8 weights" in table[2]
-        assert "batched by the loop [3]" in table[4] and table[4].rstrip(" |").endswith("x")
+        assert "vision features cached" in table[3]
+        assert "batched by the loop [3]" in table[5] and table[5].rstrip(" |").endswith("x")
     memory = [line for line in lines if line.startswith(("| today: BLIP", "| new: BLIP"))]
     assert len(memory) == 2 and all(line.count("GiB") == 3 for line in memory), memory

@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from medcap.models import loading, quantize
+from medcap.models.vision_cache import VisionCache
 from medcap.models.detokenize import IncrementalDetokenizer
 from medcap.models.errors import ModelLoadError, first_line
 from medcap.models.families import family_traits
@@ -81,6 +82,7 @@ class Captioner(ABC):
         self.dtype: torch.dtype = torch.float32
         self._lock = threading.Lock()
         self._special_cache: tuple[Any, frozenset[int]] | None = None
+        self.vision_cache = VisionCache()  # an image captioned again skips the vision encoder
 
     # ------------------------------------------------------------------ loading
     @property
@@ -122,6 +124,10 @@ class Captioner(ABC):
                 model = model.to(self.device)
             self.model = model.eval()
             self.processor = processor
+            # A PEFT-wrapped model (an adapter kept beside quantized weights) holds the encoder
+            # under its base model.
+            base = model.get_base_model() if hasattr(model, "get_base_model") else model
+            self._cache_vision(base)
 
     def attach(self, model: Any, processor: Any, dtype: torch.dtype | None = None) -> None:
         """Use an already loaded model (e.g. one being fine-tuned) instead of loading weights.
@@ -439,6 +445,10 @@ class Captioner(ABC):
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(str(weights_dir))
+
+    def _cache_vision(self, model: Any) -> None:
+        """Route the loaded model's vision encoder through `self.vision_cache`
+        (`medcap.models.vision_cache`); a family without one keeps its encoder as it is."""
 
     @abstractmethod
     def _prepare(self, processor: Any, images: list[Image.Image], prompts: list[str | None]

@@ -9,6 +9,7 @@ from PIL import Image
 
 from medcap.models.base import Captioner
 from medcap.models.families import BlipFamily
+from medcap.models.vision_cache import cache_blip_vision
 
 
 class BlipCaptioner(BlipFamily, Captioner):
@@ -20,6 +21,9 @@ class BlipCaptioner(BlipFamily, Captioner):
         model = BlipForConditionalGeneration.from_pretrained(str(weights_dir),
                                                              **self._from_pretrained_kwargs())
         return model, processor
+
+    def _cache_vision(self, model: Any) -> None:
+        cache_blip_vision(model.get_submodule("vision_model"), self.vision_cache)
 
     def _load_processor(self, weights_dir: Path) -> Any:
         from transformers import BlipProcessor

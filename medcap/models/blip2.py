@@ -9,6 +9,7 @@ from PIL import Image
 
 from medcap.models.base import Captioner
 from medcap.models.families import Blip2Family
+from medcap.models.vision_cache import cache_blip_vision
 
 
 class Blip2Captioner(Blip2Family, Captioner):
@@ -21,6 +22,9 @@ class Blip2Captioner(Blip2Family, Captioner):
         model = Blip2ForConditionalGeneration.from_pretrained(str(weights_dir),
                                                               **self._from_pretrained_kwargs())
         return model, processor
+
+    def _cache_vision(self, model: Any) -> None:
+        cache_blip_vision(model.get_submodule("vision_model"), self.vision_cache)
 
     def _load_processor(self, weights_dir: Path) -> Any:
         from transformers import Blip2Processor

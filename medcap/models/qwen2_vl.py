@@ -11,6 +11,7 @@ from medcap.models.base import Captioner
 from medcap.models.errors import ModelLoadError
 from medcap.models.families import Qwen2VLFamily
 from medcap.models.spec import DEFAULT_QWEN_PROMPT
+from medcap.models.vision_cache import cache_qwen2_vl_vision
 
 
 class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
@@ -23,6 +24,9 @@ class Qwen2VLCaptioner(Qwen2VLFamily, Captioner):
         model = AutoModelForImageTextToText.from_pretrained(str(weights_dir),
                                                             **self._from_pretrained_kwargs())
         return model, processor
+
+    def _cache_vision(self, model: Any) -> None:
+        cache_qwen2_vl_vision(model.get_submodule("model.visual"), self.vision_cache)
 
     def _load_processor(self, weights_dir: Path) -> Any:
         from transformers import AutoProcessor
