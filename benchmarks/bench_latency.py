@@ -6,7 +6,7 @@ Real-size shapes with random weights (no hub), one image, measured side by side 
    quadratic) vs the incremental detokenizer, for one 64-token caption.
 2. Latency of one image (batch 1, N new tokens, greedy, min = max so both paths do equal work),
    a new image each run (same size, other pixels) so the vision-feature cache cannot answer; and
-   on the new path, the same image once more (another prompt, Retry, a shared example image).
+   on the new path, the same image once more (another prompt, a shared example image).
    *today*: bf16, Qwen2-VL at 448 x 448 (256 visual tokens), `captioner.caption([image])` in a
    request handler's thread, nothing on the card until it returns, so its first word is its whole
    caption. *new* (the app's CPU path with `MEDCAP_QUANTIZATION=int8`): int8 language model,

@@ -1,5 +1,5 @@
 """The vision features of recently captioned images, so captioning the same image again skips the
-vision encoder: another prompt for Qwen2-VL, a second caption from the app's Retry, or another
+vision encoder: another prompt for Qwen2-VL, Caption pressed again, or another
 student clicking the same example image on a shared Space.
 
 On a CPU the encoder is most of the wait for a caption's first word (BLIP-base: 0.25 of 0.28 s;
