@@ -95,3 +95,10 @@ def test_history_lists_versions_only_when_there_are_several() -> None:
     html = history_html([one, two])
     assert "v1 · 2026-01-01T00:00:00Z · major error" in html
     assert "v2" in html and "draft" in html and "&lt;b&gt;fixed&lt;/b&gt;" in html
+
+
+def test_an_empty_generated_caption_is_told_apart_from_a_missing_one() -> None:
+    generated = caption_card_html(CaptionCard(model="blip", caption="", seconds=0.4))
+    missing = caption_card_html(CaptionCard(model="blip"))
+    assert "empty caption (no words" in generated and "Generate missing" not in generated
+    assert "Generate missing captions" in missing

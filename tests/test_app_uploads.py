@@ -168,6 +168,47 @@ def test_second_caption_of_a_discarded_upload_says_upload_again(tmp_path, monkey
         studio.caption_upload(gone, ["blip"])
 
 
+def test_the_same_session_can_caption_its_upload_again_after_the_file_is_gone(
+        tmp_path, monkeypatch) -> None:
+    """Another prompt or other models on the same upload: the decoded picture is kept in memory
+    for its session (never the file); other sessions, and the session after its tab closed, are
+    told to upload again."""
+    from medcap.app.studio import Studio, UploadError
+    from medcap.config import Settings
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    studio = Studio(Settings(model_names=[], reviews_db=tmp_path / "r.sqlite", check_memory=False),
+                    AppOptions(examples=[]))
+    upload = tmp_path / "gradio" / "abc" / "scan.png"
+    upload.parent.mkdir(parents=True)
+    Image.new("L", (64, 48), 90).save(upload)
+    first = studio.caption_upload(upload, ["blip"], session="tab-1")
+    assert not upload.exists(), "the file is deleted once decoded"
+    again = studio.caption_upload(upload, ["blip"], "Name the modality.", session="tab-1")
+    assert again.preview.size == first.preview.size == (64, 48)
+    assert again.metadata == first.metadata
+    with pytest.raises(UploadError, match="upload the file again"):
+        studio.caption_upload(upload, ["blip"], session="tab-2")
+    with pytest.raises(UploadError, match="upload the file again"):
+        studio.caption_upload(upload, ["blip"])  # a script without a session
+    studio.forget_session("tab-1")
+    with pytest.raises(UploadError, match="upload the file again"):
+        studio.caption_upload(upload, ["blip"], session="tab-1")
+
+
+def test_decoded_uploads_keep_one_upload_for_the_most_recent_sessions() -> None:
+    from medcap.app.decoded import DecodedUploads
+
+    kept = DecodedUploads(sessions=2)
+    kept.remember("a", "/tmp/x/1.png", "one")
+    kept.remember("a", "/tmp/x/2.png", "two")  # a session's next upload replaces its last
+    assert kept.recall("a", "/tmp/x/1.png") is None and kept.recall("a", "/tmp/x/2.png") == "two"
+    kept.remember("b", "/tmp/x/3.png", "three")
+    kept.remember("c", "/tmp/x/4.png", "four")  # "a" was the least recently used
+    assert len(kept) == 2 and kept.recall("a", "/tmp/x/2.png") is None
+    assert kept.recall("b", "/tmp/x/3.png") == "three"
+
+
 def test_prune_keeps_the_newest_exports_and_drops_old_ones(tmp_path) -> None:
     now = time.time()
     for minutes_old in (1, 2, 3, 4, 5, 6, 90):

@@ -179,6 +179,9 @@ def _card_body(card: CaptionCard, *, highlight: bool, style: HighlightStyle) -> 
     if not card.caption and not card.tokens:
         if card.status:
             return ""  # the status line says what is happening
+        if card.seconds is not None:  # generated just now, and nothing came out
+            return ('<div class="mc-caption mc-meta">The model gave an empty caption (no words '
+                    'before it stopped).</div>')
         return '<div class="mc-caption mc-meta">No caption yet — use “Generate missing captions”.</div>'
     text = card.caption or "".join(str(getattr(t, "text", "")) for t in card.tokens)
     contradicting, summary = fact_check(text, card.reference)

@@ -19,6 +19,7 @@ from PIL import Image
 
 from medcap.app.cards import CaptionCard
 from medcap.app.comparison import ComparisonSet, build_comparison_set
+from medcap.app.decoded import DecodedUploads
 from medcap.app.generation import StopSwitches
 from medcap.app.highlight import HighlightStyle
 from medcap.app.models import ModelPool
@@ -162,6 +163,7 @@ class Studio:
         self.notice = ""  # HTML banner above the tabs (the demo workspace says so)
         self.backup = None  # the MEDCAP_REVIEWS_REPO copy of the reviews, when configured
         self.stops = StopSwitches()  # per browser session, for the Caption tab's Stop button
+        self.decoded_uploads = DecodedUploads()  # Caption pressed again on the same upload
 
     @classmethod
     def from_environment(cls) -> "Studio":
@@ -207,34 +209,35 @@ class Studio:
             return list(self._slot_models)
 
     def caption_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
-                       progress: Progress | None = None) -> UploadResult:
+                       progress: Progress | None = None, session: str = "") -> UploadResult:
         labels, image, display, metadata, source_format = self._checked_upload(path, labels,
-                                                                              prompt)
+                                                                              prompt, session)
         cards = self.pool.caption_cards(labels, image, prompt, progress)
         return UploadResult(display, metadata, cards, source_format,
                             style=self.options.highlight_style)
 
     def stream_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str = "",
-                      stop: threading.Event | None = None) -> Iterator[UploadResult]:
+                      stop: threading.Event | None = None, session: str = ""
+                      ) -> Iterator[UploadResult]:
         """`caption_upload`, yielded again each time a card gains words; the last result holds
         the whole captions. A bad upload raises `UploadError` before anything is yielded."""
         labels, image, display, metadata, source_format = self._checked_upload(path, labels,
-                                                                              prompt)
+                                                                              prompt, session)
         for cards in self.pool.stream_cards(labels, image, prompt, stop):
             yield UploadResult(display, metadata, cards, source_format,
                                style=self.options.highlight_style)
 
-    def _checked_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str | None
+    def _checked_upload(self, path: str | Path | None, labels: Sequence[str], prompt: str | None,
+                        session: str = ""
                         ) -> tuple[list[str], Image.Image, Image.Image, dict[str, str], str]:
-        """The request's checks (bounded models and prompt), then the loaded upload."""
+        """The request's checks (bounded models and prompt), then the decoded upload: decoded
+        now (and the file deleted), or, for the same upload captioned again by its session,
+        what was decoded the first time (`medcap.app.decoded`)."""
         if not path:
             raise UploadError("Upload a PNG, JPEG or DICOM file first.")
         chosen = list(dict.fromkeys(str(label) for label in labels or []))
         if not chosen:
             raise UploadError("Choose at least one model.")
-        if was_discarded(path):
-            raise UploadError("That upload was deleted from the server once it had been read, so "
-                              "no patient data stays behind: upload the file again.")
         known = max(1, len(set(self.pool.labels) | set(self.pool.problems)))
         if len(chosen) > known:
             raise UploadError(f"Choose at most {known} model{'s' if known > 1 else ''} "
@@ -242,10 +245,18 @@ class Studio:
         if prompt and len(prompt) > MAX_PROMPT_CHARS:
             raise UploadError(f"The prompt is {len(prompt):,} characters; keep it under "
                               f"{MAX_PROMPT_CHARS:,}.")
+        if was_discarded(path):
+            kept = self.decoded_uploads.recall(session, path)
+            if kept is None:
+                raise UploadError("That upload was deleted from the server once it had been "
+                                  "read, so no patient data stays behind: upload the file again.")
+            return (chosen, *kept)
         try:
-            return (chosen, *_load_upload(path, self.upload_config))
+            decoded = _load_upload(path, self.upload_config)
         finally:  # the upload (a DICOM's name and tags) must not outlive its decoding
             discard_upload(path, keep=self.options.examples)
+        self.decoded_uploads.remember(session, path, decoded)
+        return (chosen, *decoded)
 
     @property
     def upload_config(self) -> LoaderConfig:
@@ -371,7 +382,9 @@ class Studio:
         return f"Reference saved for {item.item_id}: its captions are now scored against it."
 
     def forget_session(self, session: str) -> int:
-        """The browser tab closed: with MEDCAP_KEEP_UPLOADS=0, delete what it uploaded."""
+        """The browser tab closed: drop its decoded upload; with MEDCAP_KEEP_UPLOADS=0, delete
+        what it uploaded."""
+        self.decoded_uploads.forget(session)
         deleted = self.uploads.forget_session(session)
         if deleted:
             self._changed_uploads()

@@ -109,7 +109,7 @@ def _wire_caption(studio: Studio, tab: CaptionTab) -> None:
         try:
             result = None
             for index, result in enumerate(
-                    studio.stream_upload(path, labels or [], prompt_text, stop)):
+                    studio.stream_upload(path, labels or [], prompt_text, stop, session)):
                 values = upload_values(result)
                 if index == 0:  # preview and metadata once, then only the cards change
                     yield *values, gr.skip()
@@ -200,7 +200,7 @@ def _wire_upload_item(studio: Studio, tab: CaptionTab) -> None:
         """For scripts: caption an upload and get its item id with the captions."""
         try:
             result = studio.caption_upload(path, labels or [], prompt_text,
-                                           progress_callback(progress))
+                                           progress_callback(progress), _session(request))
             item_id = keep_upload(studio, result, request)
         except UploadError as exc:
             raise user_error(exc) from exc
