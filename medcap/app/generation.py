@@ -16,7 +16,9 @@ thread that has run a parallel op, and once the teams hold more threads than the
 cores it stops letting idle workers spin: every one of the hundreds of small ops of a decoding
 step then waits for its workers to wake up. On this 2-core machine one BLIP-base caption took
 1.6 s from a second thread against 1.15 s from a single one (`python -m
-benchmarks.bench_latency`). The models ran one after another anyway (`ModelPool.stream_cards`).
+benchmarks.bench_latency`). The models ran one after another anyway (`ModelPool.stream_cards`);
+the price is that a model loading on first use (Qwen2-VL-2B: ~10 s) holds the other models'
+requests until it is loaded, where two threads would only have shared the two cores.
 """
 
 from __future__ import annotations
