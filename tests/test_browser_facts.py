@@ -18,7 +18,7 @@ from medcap.app.studio import Studio
 from medcap.config import Settings
 from medcap.data.synthetic import SIDES, synthetic_records
 from medcap.models import Caption, ModelSpec, TokenScore
-from tests.test_browser import OUTPUT, open_page, open_tab, textbox
+from tests.test_browser import OUTPUT, SECONDS, open_page, open_tab, textbox
 
 RECORDS = synthetic_records(6, split="test")
 
@@ -78,7 +78,7 @@ def test_caption_tab_shades_doubtful_and_fact_words(page, tmp_path: Path) -> Non
     page.locator("#upload input[type=file]").set_input_files(str(image))
     page.locator("#caption-button").click()
     card = page.locator('#caption-cards [data-model="phantom-blip"]')
-    card.locator(".mc-caption").wait_for()
+    card.locator(".mc-meta").get_by_text(SECONDS).wait_for()  # whole, not mid-stream
     wrong = next(s for s in SIDES if s != RECORDS[0].side)
     side = card.locator(".mc-caption .mc-fact-doubt", has_text=wrong).first
     assert "mc-unsure-1" in side.get_attribute("class")
