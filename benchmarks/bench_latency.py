@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import queue
 import statistics
 import subprocess
 import sys
@@ -123,35 +122,10 @@ def bench_detokenize(captioner: Any, repeat: int = 50) -> tuple[float, float]:
 
 
 # ---------------------------------------------------------------------------- 2. the two paths
-class HandlerThread:
-    """One long-lived thread that runs what it is given, as a Gradio worker thread runs event
-    handlers; `run(f)` returns `f()`'s result or raises its exception."""
-
-    def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue = queue.SimpleQueue()
-        self._results: queue.SimpleQueue = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="bench-handler", daemon=True).start()
-
-    def _serve(self) -> None:
-        while True:
-            job = self._jobs.get()
-            try:
-                self._results.put(("ok", job()))
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
-                self._results.put(("error", exc))
-
-    def run(self, job: Callable[[], Any]) -> Any:
-        self._jobs.put(job)
-        kind, value = self._results.get()
-        if kind == "error":
-            raise value
-        return value
-
-
 class TodayPath:
     """caption() in a handler thread; the card shows the caption when it returns."""
 
-    def __init__(self, captioner: Any, handler: HandlerThread) -> None:
+    def __init__(self, captioner: Any, handler: Any) -> None:
         self.captioner, self.handler = captioner, handler
 
     def caption(self, image: Any) -> Any:
@@ -251,7 +225,8 @@ class Threads:
     def __init__(self) -> None:
         from medcap.app.generation import ComputeThread
 
-        self.handler, self.compute = HandlerThread(), ComputeThread()
+        # A Gradio request handler is a long-lived thread too: the same class stands in for it.
+        self.handler, self.compute = ComputeThread("bench-handler"), ComputeThread()
 
     def runner(self, path: str) -> Callable[[Callable[[], Any]], Any]:
         return self.handler.run if path == "today" else self.compute.run
