@@ -360,16 +360,11 @@ def test_a_registered_model_that_requires_an_adapter_is_refused_without_one() ->
 
 
 def _quadratic_pieces(tokenizer, ids: list[int]) -> list[str]:
-    """The old `_make_caption`: decode the growing prefix after every token."""
-    special = set(tokenizer.all_special_ids)
-    pieces, previous, kept = [], "", []
-    for token_id in ids:
-        if token_id in special:
-            continue
-        kept.append(token_id)
-        text = tokenizer.decode(kept, skip_special_tokens=True)
-        pieces.append(text[len(previous):] if text.startswith(previous) else text)
-        previous = text
+    """The old `_make_caption` (the latency benchmark's baseline), first piece stripped as
+    captions are."""
+    from benchmarks.bench_latency import quadratic_pieces
+
+    pieces = quadratic_pieces(tokenizer, ids)
     if pieces:
         pieces[0] = pieces[0].lstrip()
     return pieces
