@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -15,6 +12,7 @@ import pytest
 from medcap.cli import main
 from medcap.results import COLUMNS, ResultsWriter, ResultRow
 from tests.conftest import REPO_ROOT
+from tests.support.processes import cli_env, kill_after_rows
 from tests.support.data_fixtures import (
     gray_png,
     rgb_jpeg,
@@ -107,15 +105,8 @@ def test_killed_run_resumes_exactly(tmp_path, tiny_blip_dir):
     cmd = [sys.executable, "-m", "medcap", "caption", "--model", f"blip={tiny_blip_dir}",
            "--images", str(parquet), "--out", str(out), "--batch-size", "1", "--no-progress",
            "--max-new-tokens", "40", "--num-beams", "4"]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") >= 4:  # header + 3 rows
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    env = cli_env()
+    kill_after_rows(cmd, out, rows=3, timeout=120)
     interrupted = len(_rows(out))
     assert 3 <= interrupted < 40, "the run should have been killed part-way"
     # The resumed run only has to finish the rest: greedy, short captions and bigger batches

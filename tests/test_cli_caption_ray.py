@@ -8,11 +8,8 @@ a separate driver joining that Ray by its address, so its actors go with it.
 from __future__ import annotations
 
 import csv
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +17,7 @@ from PIL import Image
 
 from medcap.cli import main
 from tests.conftest import REPO_ROOT
+from tests.support.processes import cli_env, kill_after_rows
 from tests.support.data_fixtures import (
     gray_png,
     rgb_jpeg,
@@ -113,15 +111,8 @@ def test_killed_ray_run_resumes_without_duplicates(ray_address, tmp_path, tiny_b
            "--images", str(parquet), "--out", str(out), "--batch-size", "1", "--no-progress",
            "--max-new-tokens", "40", "--num-beams", "4", "--dtype", "float32",
            "--engine", "ray", "--workers", "2", "--ray-address", ray_address]
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
-        if out.exists() and out.read_bytes().count(b"\n") >= 4:  # header + 3 rows
-            break
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    env = cli_env()
+    kill_after_rows(cmd, out, rows=3, timeout=300)
     interrupted = len(_rows(out))
     assert 3 <= interrupted < 40, "the run should have been killed part-way"
     result = subprocess.run(cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
