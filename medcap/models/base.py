@@ -146,6 +146,7 @@ class Captioner(ABC):
         with self._lock:
             self.model = None
             self.processor = None
+            self.vision_cache = VisionCache()  # its features belong to the weights just dropped
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
 
